@@ -1,0 +1,32 @@
+"""Argument checks shared by the library: one clear ValueError that names the argument."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_images(ndim: int = 4, channels: int | None = 1, **tensors: torch.Tensor) -> None:
+    """Check named image tensors: torch, floating point, `ndim` dims, same shape, device and dtype,
+    `channels` channels (None: any), finite. Raises ValueError naming the offending argument."""
+    reference_name, reference = None, None
+    for name, x in tensors.items():
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if not x.is_floating_point():
+            raise ValueError(f"{name} must be a floating-point tensor, got dtype {x.dtype}")
+        if x.ndim != ndim:
+            raise ValueError(f"{name} must have {ndim} dimensions (B, C, H, W), got shape {tuple(x.shape)}")
+        if channels is not None and x.shape[1] != channels:
+            raise ValueError(f"{name} must have {channels} channel(s), got shape {tuple(x.shape)}")
+        if reference is not None:
+            if x.shape != reference.shape:
+                raise ValueError(
+                    f"{name} has shape {tuple(x.shape)} but {reference_name} has {tuple(reference.shape)}"
+                )
+            if x.device != reference.device:
+                raise ValueError(f"{name} is on {x.device} but {reference_name} is on {reference.device}")
+            if x.dtype != reference.dtype:
+                raise ValueError(f"{name} has dtype {x.dtype} but {reference_name} has {reference.dtype}")
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{name} contains NaN or infinite values")
+        reference_name, reference = name, x
