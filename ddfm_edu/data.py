@@ -1,0 +1,384 @@
+r"""Images in and out: reading, [-1, 1] tensors, colour pairs, padding, pair folders, PNG output.
+
+The library works on tensors in [-1, 1]; the 0..255 scale exists only here (and in the metrics).
+
+    x = p / 127.5 - 1,   p = 127.5 (x + 1)        (p: grey value on the 0..255 scale)
+
+Reading accepts PNG, JPEG, TIFF and BMP, 8- or 16-bit (16-bit values are rescaled to 0..255;
+16-bit RGB is reduced to 8 bits by the reader), grey, grey stored as RGB (detected: all three
+channels exactly equal), RGB, RGBA and grey+alpha (the alpha channel is dropped, with a warning) and
+palette images (expanded to their colours).
+
+Colour (ddfm_math.md section 8): DDFM fuses grey values. The luma Y (BT.601 full range,
+`ddfm_edu.colour`) of each source is fused, and the chroma (Cb, Cr) of the colour source is put
+back: the visible image in infrared-visible fusion, the PET/SPECT image in medical fusion. Roles
+follow ddfm_math.md section 1: `i` is the infrared or functional (second) modality, `v` the visible
+or structural one (MRI). If BOTH images are colour, the chroma of `v` (the visible image) is kept
+and a warning says the other's colour is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from ddfm_edu.colour import rgb_to_ycbcr, ycbcr_to_rgb
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+# Folder layouts of the public sets: (folder of i, folder of v). Folder names match case-insensitively.
+PAIR_LAYOUTS = (
+    ("ir", "vi"),
+    ("ir", "vis"),
+    ("infrared", "visible"),
+    ("PET", "MRI"),
+    ("SPECT", "MRI"),
+    ("CT", "MRI"),
+)
+
+
+class ImageReadError(ValueError):
+    """A file that is missing or cannot be read as an image; the message names the file."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading and writing
+# ----------------------------------------------------------------------------------------------
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float64 on the 0..255 scale: (H, W) if grey, (H, W, 3) if colour.
+
+    Grey stored as RGB (all channels equal) comes back as (H, W). Raises ImageReadError.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            image.load()
+            array = _pixels(image, path)
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ImageReadError(f"cannot read image {path}: {error}") from None
+    if (
+        array.ndim == 3
+        and np.array_equal(array[..., 0], array[..., 1])
+        and np.array_equal(array[..., 1], array[..., 2])
+    ):
+        array = array[..., 0]
+    return array
+
+
+def _pixels(image: Image.Image, path: Path) -> np.ndarray:
+    """Pixel values of an opened PIL image on the 0..255 scale, alpha dropped."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        warnings.warn(f"{path}: alpha channel dropped", UserWarning, stacklevel=3)
+        image = image.convert("RGB" if image.mode.startswith("RGB") else "L")
+    if image.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+        image = image.convert("L" if image.mode == "1" else "RGB")
+    array = np.asarray(image)
+    if image.mode in ("L", "RGB") and array.dtype == np.uint8:
+        return array.astype(np.float64)
+    if image.mode.startswith("I;16") or (image.mode == "I" and array.max(initial=0) <= 65535):
+        if array.min(initial=0) < 0:
+            raise ImageReadError(f"cannot read image {path}: negative integer samples")
+        return array.astype(np.float64) * (255.0 / 65535.0)
+    raise ImageReadError(f"cannot read image {path}: unsupported pixel format (mode {image.mode})")
+
+
+def to_tensor(array: np.ndarray, device: str | torch.device | None = None) -> torch.Tensor:
+    """0..255 array (H, W) or (H, W, C) -> float32 tensor (1, C, H, W) in [-1, 1]: x = p / 127.5 - 1."""
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3:
+        raise ValueError(f"array must have shape (H, W) or (H, W, C), got {array.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))[None] / 127.5 - 1.0
+    return x if device is None else x.to(device)
+
+
+def to_array(x: torch.Tensor) -> np.ndarray:
+    """Tensor (1, C, H, W), (C, H, W) or (H, W) in [-1, 1] -> float64 array on 0..255,
+    (H, W) for one channel, else (H, W, C): p = 127.5 (x + 1). No clipping, no rounding."""
+    x = x.detach().to("cpu", torch.float64)
+    if x.ndim == 4:
+        if x.shape[0] != 1:
+            raise ValueError(f"x must hold one image, got batch size {x.shape[0]}")
+        x = x[0]
+    if x.ndim == 3:
+        x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)
+    if x.ndim not in (2, 3):
+        raise ValueError(f"x must be an image tensor, got shape {tuple(x.shape)}")
+    return (x.numpy() + 1.0) * 127.5
+
+
+def load_image(path: str | os.PathLike, device: str | torch.device | None = None) -> torch.Tensor:
+    """`read_image` then `to_tensor`: (1, 1, H, W) for grey images, (1, 3, H, W) for colour."""
+    return to_tensor(read_image(path), device)
+
+
+def stretch(x: torch.Tensor) -> torch.Tensor:
+    r"""Min-max stretch of each image of a batch (B, C, H, W) to the full range [-1, 1]:
+
+        x' = 2 (x - min x) / (max x - min x) - 1
+
+    (the reference protocol saves the fused image stretched to 0..255). A constant image is
+    returned unchanged.
+    """
+    low = x.amin(dim=(1, 2, 3), keepdim=True)
+    high = x.amax(dim=(1, 2, 3), keepdim=True)
+    span = high - low
+    stretched = 2.0 * (x - low) / torch.where(span > 0, span, torch.ones_like(span)) - 1.0
+    return torch.where(span > 0, stretched, x)
+
+
+def to_uint8(x: torch.Tensor, *, stretch_luma: bool = True) -> np.ndarray:
+    """Tensor image in [-1, 1] -> uint8 array (H, W) or (H, W, 3) as it is saved.
+
+    stretch_luma=True: the luma is min-max stretched to [-1, 1] first (`stretch`; for a colour image
+    the chroma is kept), the reference protocol. False: values are only clipped. Then
+    p = round(clip(127.5 (x + 1), 0, 255)).
+    """
+    if x.ndim == 2:
+        x = x[None, None]
+    elif x.ndim == 3:
+        x = x[None]
+    if stretch_luma:
+        y, chroma = split_luma_chroma(x)
+        x = merge_chroma(stretch(y), chroma)
+    return np.clip(np.rint(to_array(x)), 0, 255).astype(np.uint8)
+
+
+def save_png(path: str | os.PathLike, x: torch.Tensor, *, stretch: bool = True) -> Path:
+    """Write an image tensor (grey or RGB, in [-1, 1]) as an 8-bit PNG, atomically.
+
+    stretch: see `to_uint8` (True: min-max stretch of the luma, the reference protocol; False:
+    clip). The file is first written to a temporary file in the same folder, then moved into
+    place with `os.replace`, so a failed or interrupted write never leaves a partial file.
+    """
+    return write_png_array(path, to_uint8(x, stretch_luma=stretch))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_png_array(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write a uint8 array (H, W) or (H, W, 3) as PNG atomically (temporary file + os.replace)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"output file must end in .png, got {path}")
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
+    try:
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        with os.fdopen(descriptor, "wb") as handle:
+            Image.fromarray(np.asarray(array, dtype=np.uint8)).save(handle, format="PNG")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Pairs and colour
+# ----------------------------------------------------------------------------------------------
+
+
+def split_luma_chroma(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B, 1, H, W) -> (x, None); (B, 3, H, W) RGB -> (Y (B, 1, H, W), CbCr (B, 2, H, W))."""
+    if x.shape[1] == 1:
+        return x, None
+    ycbcr = rgb_to_ycbcr(x)
+    return ycbcr[:, :1], ycbcr[:, 1:]
+
+
+def merge_chroma(y: torch.Tensor, chroma: torch.Tensor | None) -> torch.Tensor:
+    """Fused luma y (B, 1, H, W) and a source's chroma (B, 2, H, W) -> RGB (B, 3, H, W);
+    with chroma None the grey image y itself. RGB = M^-1 [Y, Cb, Cr] (not clipped)."""
+    if chroma is None:
+        return y
+    return ycbcr_to_rgb(torch.cat([y, chroma], dim=1))
+
+
+@dataclass
+class ImagePair:
+    """A registered source pair as the library uses it.
+
+    i, v: grey (luma) tensors (1, 1, H, W) in [-1, 1] of the infrared/functional and the
+    visible/structural image; chroma: (1, 2, H, W) Cb, Cr of the colour source or None;
+    colour_source: "i", "v" or None; name: the pair's name (file stem).
+    """
+
+    i: torch.Tensor
+    v: torch.Tensor
+    chroma: torch.Tensor | None
+    colour_source: str | None
+    name: str
+    ir_path: Path
+    vis_path: Path
+
+    def merge(self, fused: torch.Tensor) -> torch.Tensor:
+        """Fused luma (1, 1, H, W) -> the output image: RGB with this pair's chroma, or grey."""
+        chroma = None if self.chroma is None else self.chroma.to(fused.device, fused.dtype)
+        return merge_chroma(fused, chroma)
+
+
+def load_pair(
+    ir_path: str | os.PathLike,
+    vis_path: str | os.PathLike,
+    device: str | torch.device | None = None,
+) -> ImagePair:
+    """Read a source pair: `ir_path` the infrared (or PET/SPECT/CT) image, `vis_path` the visible
+    (or MRI) image. Both are reduced to luma; the chroma of the colour one is kept (of the visible
+    one if both are colour). Different sizes raise ValueError naming both files and sizes."""
+    ir_path, vis_path = Path(ir_path), Path(vis_path)
+    ir, vis = load_image(ir_path, device), load_image(vis_path, device)
+    if ir.shape[-2:] != vis.shape[-2:]:
+        raise ValueError(
+            f"the images of a pair must have the same size: {ir_path} is "
+            f"{ir.shape[-1]}x{ir.shape[-2]}, {vis_path} is {vis.shape[-1]}x{vis.shape[-2]} (WxH)"
+        )
+    i, chroma_i = split_luma_chroma(ir)
+    v, chroma_v = split_luma_chroma(vis)
+    if chroma_i is not None and chroma_v is not None:
+        warnings.warn(
+            f"both {ir_path} and {vis_path} are colour: the chroma of {vis_path} is kept",
+            UserWarning,
+            stacklevel=2,
+        )
+    colour_source = "v" if chroma_v is not None else "i" if chroma_i is not None else None
+    chroma = chroma_v if chroma_v is not None else chroma_i
+    return ImagePair(i, v, chroma, colour_source, vis_path.stem, ir_path, vis_path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Padding to a multiple of a stride and cropping back
+# ----------------------------------------------------------------------------------------------
+
+
+class Padding(NamedTuple):
+    """What `pad_to_multiple` added: the original height and width (padding is bottom/right)."""
+
+    height: int
+    width: int
+    bottom: int
+    right: int
+
+
+def pad_to_multiple(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, Padding]:
+    """Reflect-pad (B, C, H, W) at the bottom and right to the next multiples of `stride`.
+
+    The top-left corner keeps its place, so `crop(padded, info)` returns exactly x. Pads larger
+    than the image are done by reflecting repeatedly (a 1-pixel side is replicated).
+    """
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    height, width = x.shape[-2:]
+    info = Padding(height, width, -height % stride, -width % stride)
+    padded = x
+    for dim, total in ((-2, info.bottom), (-1, info.right)):
+        while total > 0:
+            size = padded.shape[dim]
+            step = min(total, size - 1) if size > 1 else total
+            mode = "reflect" if size > 1 else "replicate"
+            pad = (0, 0, 0, step) if dim == -2 else (0, step, 0, 0)
+            padded = F.pad(padded, pad, mode=mode)
+            total -= step
+    return padded, info
+
+
+def crop(x: torch.Tensor, info: Padding) -> torch.Tensor:
+    """Undo `pad_to_multiple`: the top-left (height, width) of x."""
+    return x[..., : info.height, : info.width]
+
+
+# ----------------------------------------------------------------------------------------------
+# Pair folders and the bundled sample data
+# ----------------------------------------------------------------------------------------------
+
+
+class PairPaths(NamedTuple):
+    """Files of one pair: name (file stem), ir (i: infrared/functional), vis (v: visible/MRI)."""
+
+    name: str
+    ir: Path
+    vis: Path
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ValueError(f"not a folder: {folder}")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+            if path.stem in found:
+                raise ValueError(f"two images with the name {path.stem!r}: {found[path.stem]} and {path}")
+            found[path.stem] = path
+    return found
+
+
+def find_pairs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> tuple[list[PairPaths], list[Path]]:
+    """Pairs of images with the same file name (stem) in two folders; extensions may differ
+    (FLIR_03952.png pairs with FLIR_03952.jpg). Returns (pairs sorted by name, images without a
+    partner). Files other than PNG/JPEG/TIFF/BMP are ignored."""
+    ir_files, vis_files = _images_by_stem(Path(ir_dir)), _images_by_stem(Path(vis_dir))
+    pairs = [
+        PairPaths(name, ir_files[name], vis_files[name])
+        for name in sorted(ir_files.keys() & vis_files.keys())
+    ]
+    unpaired = sorted(
+        [ir_files[n] for n in ir_files.keys() - vis_files.keys()]
+        + [vis_files[n] for n in vis_files.keys() - ir_files.keys()]
+    )
+    return pairs, unpaired
+
+
+def pair_folders(root: str | os.PathLike) -> tuple[Path, Path]:
+    """(ir_dir, vis_dir) of a data set folder in one of the layouts ir/vi, ir/vis,
+    infrared/visible, MRI/PET, MRI/SPECT, MRI/CT (names case-insensitive). For medical sets the
+    PET/SPECT/CT folder is the `ir` (i, functional) side and MRI the `vis` (v, structural) side."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"not a folder: {root}")
+    children = {p.name.lower(): p for p in root.iterdir() if p.is_dir()}
+    for ir_name, vis_name in PAIR_LAYOUTS:
+        if ir_name.lower() in children and vis_name.lower() in children:
+            return children[ir_name.lower()], children[vis_name.lower()]
+    layouts = ", ".join(f"{v}/{i}" for i, v in PAIR_LAYOUTS)
+    raise ValueError(f"{root} has none of the pair layouts ({layouts})")
+
+
+def sample_data_dir() -> Path:
+    """The bundled sample data folder: $DDFM_EDU_SAMPLE_DATA if set, else `data/` at the root of
+    the source tree the package is imported from (a clone, or an editable install: `data/` sits
+    next to the `ddfm_edu/` package folder). Regenerate it with `python -m ddfm_edu.sample_data`."""
+    root = Path(os.environ.get("DDFM_EDU_SAMPLE_DATA", Path(__file__).resolve().parents[1] / "data"))
+    if not (root / "ivf").is_dir():
+        raise ValueError(
+            f"sample data not found at {root}: run `python -m ddfm_edu.sample_data` in the source "
+            "tree, or set DDFM_EDU_SAMPLE_DATA to the folder"
+        )
+    return root
+
+
+def sample_pairs(kind: str | None = None) -> list[PairPaths]:
+    """The bundled sample pairs: kind "ivf" (infrared-visible), "mif" (MRI-PET) or None (both)."""
+    kinds = ("ivf", "mif") if kind is None else (kind,)
+    if any(k not in ("ivf", "mif") for k in kinds):
+        raise ValueError(f"kind must be 'ivf', 'mif' or None, got {kind!r}")
+    root = sample_data_dir()
+    return [pair for k in kinds for pair in find_pairs(*pair_folders(root / k))[0]]
