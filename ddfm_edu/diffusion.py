@@ -6,6 +6,8 @@ with alpha_bar_t = prod_{s <= t} (1 - beta_s) and a linear beta schedule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 
@@ -34,3 +36,117 @@ def respaced_timesteps(T: int, S: int) -> list[int]:
         steps.append(round(position))
         position += stride
     return steps
+
+
+# ---------------------------------------------------------------------------------------------------
+# The respaced chain t_0 < t_1 < ... < t_{S-1}: the sampler walks it from k = S-1 down to 0.
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RespacedSchedule:
+    r"""The S kept timesteps and their alpha-bars, as the release's SpacedDiffusion builds them.
+
+    The kept chain is a diffusion of its own with betas
+        beta'_k = 1 - alpha_bar_{t_k} / alpha_bar_{t_{k-1}},   alpha_bar_{t_{-1}} = 1,
+    so that prod_{j <= k} (1 - beta'_j) = alpha_bar_{t_k}: the respaced chain keeps the marginals
+    q(f_{t_k} | f_0) of the original one. The network is still called with the original t_k.
+
+    Values are plain Python floats (float64), so a sampling loop reads them without touching a device.
+    """
+
+    timesteps: tuple[int, ...]
+    alpha_bar: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+    def alpha_bar_prev(self, k: int) -> float:
+        """alpha_bar_{t_{k-1}}, with 1 before the first kept step (k = 0)."""
+        return 1.0 if k == 0 else self.alpha_bar[k - 1]
+
+    @property
+    def betas(self) -> torch.Tensor:
+        r"""beta'_k = 1 - alpha_bar_{t_k} / alpha_bar_{t_{k-1}} (float64, shape (S,))."""
+        return torch.tensor(
+            [1.0 - ab / self.alpha_bar_prev(k) for k, ab in enumerate(self.alpha_bar)],
+            dtype=torch.float64,
+        )
+
+
+def respace(alpha_bar: torch.Tensor, S: int) -> RespacedSchedule:
+    """Keep S of the T = len(alpha_bar) timesteps (`respaced_timesteps`) and their alpha-bars."""
+    timesteps = respaced_timesteps(len(alpha_bar), S)
+    values = alpha_bar.detach().to("cpu", torch.float64)
+    return RespacedSchedule(tuple(timesteps), tuple(float(values[t]) for t in timesteps))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Formulas of one step. alpha_bar, alpha_bar_prev: Python floats or tensors broadcastable to x.
+# ---------------------------------------------------------------------------------------------------
+
+
+def q_sample(f0: torch.Tensor, alpha_bar: float | torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    r"""f_t = sqrt(alpha_bar_t) f_0 + sqrt(1 - alpha_bar_t) z  (a draw from q(f_t | f_0), z = noise)."""
+    return alpha_bar**0.5 * f0 + (1.0 - alpha_bar) ** 0.5 * noise
+
+
+def x0_from_eps(f_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float | torch.Tensor) -> torch.Tensor:
+    r"""Tweedie: f_{0|t} = (f_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)  (not clipped)."""
+    return (f_t - (1.0 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5
+
+
+def eps_from_x0(f_t: torch.Tensor, f0: torch.Tensor, alpha_bar: float | torch.Tensor) -> torch.Tensor:
+    r"""eps' = (f_t / sqrt(alpha_bar_t) - f_{0|t}) / sqrt(1 / alpha_bar_t - 1), the noise that
+    f_{0|t} implies (the inverse of `x0_from_eps`)."""
+    return (f_t / alpha_bar**0.5 - f0) / (1.0 / alpha_bar - 1.0) ** 0.5
+
+
+def ddpm_posterior(
+    f_t: torch.Tensor,
+    f0: torch.Tensor,
+    alpha_bar: float | torch.Tensor,
+    alpha_bar_prev: float | torch.Tensor,
+) -> tuple[torch.Tensor, float | torch.Tensor]:
+    r"""q(f_{t-1} | f_t, f_0) = N(mu_tilde, sigma_tilde^2) for one step of a (respaced) chain:
+
+        beta = 1 - alpha_bar_t / alpha_bar_{t-1}
+        mu_tilde = beta sqrt(alpha_bar_{t-1}) / (1 - alpha_bar_t) f_0
+                 + (1 - alpha_bar_{t-1}) sqrt(1 - beta) / (1 - alpha_bar_t) f_t
+        sigma_tilde^2 = beta (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t)
+
+    Returns (mu_tilde, sigma_tilde^2); the variance is 0 at the last step (alpha_bar_{t-1} = 1).
+    """
+    beta = 1.0 - alpha_bar / alpha_bar_prev
+    mean = (beta * alpha_bar_prev**0.5 * f0 + (1.0 - alpha_bar_prev) * (1.0 - beta) ** 0.5 * f_t) / (
+        1.0 - alpha_bar
+    )
+    variance = beta * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    return mean, variance
+
+
+def ddpm_step(
+    f_t: torch.Tensor,
+    f0: torch.Tensor,
+    alpha_bar: float | torch.Tensor,
+    alpha_bar_prev: float | torch.Tensor,
+    noise: torch.Tensor,
+) -> torch.Tensor:
+    r"""The paper's update (Algorithm 1): f_{t-1} = mu_tilde(f_t, f_0) + sigma_tilde z, z = noise."""
+    mean, variance = ddpm_posterior(f_t, f0, alpha_bar, alpha_bar_prev)
+    return mean + variance**0.5 * noise
+
+
+def ddim_step(
+    f_t: torch.Tensor,
+    f0: torch.Tensor,
+    alpha_bar: float | torch.Tensor,
+    alpha_bar_prev: float | torch.Tensor,
+) -> torch.Tensor:
+    r"""The release's update, DDIM with eta = 0 (deterministic):
+
+    eps'    = (f_t / sqrt(alpha_bar_t) - f_{0|t}) / sqrt(1 / alpha_bar_t - 1)
+    f_{t-1} = sqrt(alpha_bar_{t-1}) f_{0|t} + sqrt(1 - alpha_bar_{t-1}) eps'
+    """
+    eps = eps_from_x0(f_t, f0, alpha_bar)
+    return alpha_bar_prev**0.5 * f0 + (1.0 - alpha_bar_prev) ** 0.5 * eps
