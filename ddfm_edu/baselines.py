@@ -1,0 +1,132 @@
+r"""Classical fusion rules to compare DDFM with. All take i, v (B, 1, H, W) in [-1, 1] on any device.
+
+    average:    f = (i + v) / 2
+    maximum:    f = max(i, v)
+    laplacian:  Laplacian-pyramid fusion (Burt and Adelson): detail bands by the max-absolute rule,
+                the coarsest (base) level by the average
+    em_alone:   the EM of DDFM without the diffusion prior (`ddfm_edu.em.em_fuse`)
+
+The Laplacian pyramid uses the 5-tap binomial kernel w = [1, 4, 6, 4, 1] / 16 (separable, reflect
+borders):
+
+    G_0 = x,  G_{l+1} = down(w * G_l),  L_l = G_l - up(G_{l+1}),  up(g) = 4 w * (g with zeros between)
+
+so a pyramid [L_0, ..., L_{n-2}, G_{n-1}] reconstructs x exactly: G_l = L_l + up(G_{l+1}).
+Odd sizes are handled by keeping ceil(H / 2) rows and columns per level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ddfm_edu.em import em_fuse
+from ddfm_edu.validation import check_images
+
+BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+def average(i: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """f = (i + v) / 2."""
+    check_images(i=i, v=v)
+    return 0.5 * (i + v)
+
+
+def maximum(i: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """f = max(i, v), pixel by pixel."""
+    check_images(i=i, v=v)
+    return torch.maximum(i, v)
+
+
+def select_max_abs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The coefficient of larger magnitude, pixel by pixel: a where |a| >= |b|, else b
+    (the usual rule for detail/high-frequency coefficients)."""
+    return torch.where(a.abs() >= b.abs(), a, b)
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """Separable binomial blur w * x (w = [1, 4, 6, 4, 1] / 16), reflect borders, per channel."""
+    channels = x.shape[1]
+    w = torch.tensor(BINOMIAL_5, dtype=x.dtype, device=x.device) / 16.0
+    x = F.conv2d(
+        F.pad(x, (0, 0, 2, 2), mode="reflect"), w.view(1, 1, 5, 1).repeat(channels, 1, 1, 1), groups=channels
+    )
+    return F.conv2d(
+        F.pad(x, (2, 2, 0, 0), mode="reflect"), w.view(1, 1, 1, 5).repeat(channels, 1, 1, 1), groups=channels
+    )
+
+
+def _down(x: torch.Tensor) -> torch.Tensor:
+    """down(w * x): blur, then keep every other row and column (ceil(H/2) x ceil(W/2))."""
+    return _blur(x)[..., ::2, ::2]
+
+
+def _up(g: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """up(g) = 4 w * (g with zeros between), to the finer level's size (H, W)."""
+    filled = g.new_zeros(*g.shape[:2], *size)
+    filled[..., ::2, ::2] = g
+    return 4.0 * _blur(filled)
+
+
+def max_levels(height: int, width: int) -> int:
+    """The most pyramid levels an image of this size allows (every blurred level >= 3 px a side)."""
+    levels, size = 1, min(height, width)
+    while size >= 3:
+        levels, size = levels + 1, (size + 1) // 2
+    return levels
+
+
+def laplacian_pyramid(x: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
+    """[L_0, ..., L_{levels-2}, G_{levels-1}] of x (B, C, H, W): detail bands, then the base."""
+    check_images(channels=None, x=x)
+    limit = max_levels(*x.shape[-2:])
+    if not isinstance(levels, int) or not 1 <= levels <= limit:
+        raise ValueError(
+            f"levels must be an integer from 1 to {limit} for a {tuple(x.shape[-2:])} image, got {levels!r}"
+        )
+    pyramid, g = [], x
+    for _ in range(levels - 1):
+        coarser = _down(g)
+        pyramid.append(g - _up(coarser, g.shape[-2:]))
+        g = coarser
+    return [*pyramid, g]
+
+
+def reconstruct_laplacian(pyramid: list[torch.Tensor]) -> torch.Tensor:
+    """Collapse a Laplacian pyramid: G_l = L_l + up(G_{l+1}), from the base to level 0."""
+    g = pyramid[-1]
+    for band in reversed(pyramid[:-1]):
+        g = band + _up(g, band.shape[-2:])
+    return g
+
+
+def laplacian_fusion(i: torch.Tensor, v: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """Laplacian-pyramid fusion: max-absolute rule on the detail bands, average on the base."""
+    check_images(i=i, v=v)
+    pyramid_i, pyramid_v = laplacian_pyramid(i, levels), laplacian_pyramid(v, levels)
+    bands = [select_max_abs(a, b) for a, b in zip(pyramid_i[:-1], pyramid_v[:-1], strict=True)]
+    return reconstruct_laplacian([*bands, 0.5 * (pyramid_i[-1] + pyramid_v[-1])])
+
+
+def em_alone(
+    i: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    iters: int = 50,
+    psi: float = 0.5,
+    eta: float = 1e-3,
+    variant: str = "paper",
+) -> torch.Tensor:
+    """DDFM's EM without the diffusion prior: the f of `ddfm_edu.em.em_fuse` (no trace)."""
+    return em_fuse(i, v, iters=iters, psi=psi, eta=eta, variant=variant)[0]
+
+
+# The methods by their command-line names; each maps (i, v) -> f.
+BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "average": average,
+    "max": maximum,
+    "laplacian": laplacian_fusion,
+    "em": em_alone,
+}
