@@ -20,3 +20,40 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was asked for, but no CUDA GPU is available")
     return device
+
+
+PRIOR_NAMES = ("embedded", "gaussian")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+def _looks_like_a_file(path: Path) -> bool:
+    return path.is_file() or path.suffix in CHECKPOINT_SUFFIXES or path.parent != Path(".")
+
+
+def load_prior(
+    spec: str | Path = "embedded", device: str | torch.device = "auto", half: bool = False
+) -> Prior:
+    """A prior by name or checkpoint path, in eval mode on `device` (`resolve_device`).
+
+    "embedded": the learned grey prior bundled with the package (the default);
+    "gaussian": the analytic stationary Gaussian prior (`GaussianPrior`);
+    a path to an ADM checkpoint (e.g. 256x256_diffusion_uncond.pt): the paper's ImageNet network
+    (`load_adm_checkpoint`, architecture from the file name), which refuses a missing, truncated or
+    mismatched file with an error naming it (a spec counts as a path when the file exists, or when
+    it has a folder part or a checkpoint suffix). half=True runs an ADM network's body in float16
+    (for CUDA). Anything else raises ValueError naming the spec and the choices.
+    """
+    device = resolve_device(device)
+    if isinstance(spec, str) and spec == "embedded":
+        from ddfm_edu.priors.embedded import load_embedded
+
+        return load_embedded(device)
+    if isinstance(spec, str) and spec == "gaussian":
+        from ddfm_edu.priors.gaussian import GaussianPrior
+
+        return GaussianPrior().to(device).eval()
+    if isinstance(spec, (str, Path)) and _looks_like_a_file(Path(spec)):
+        from ddfm_edu.priors.adm import load_adm_checkpoint
+
+        return load_adm_checkpoint(spec, config=None, device=device, half=half)
+    raise ValueError(f"prior {spec!r} is neither one of {PRIOR_NAMES} nor an existing checkpoint file")

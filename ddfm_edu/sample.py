@@ -1,0 +1,295 @@
+r"""The DDFM sampler (ddfm_math.md section 5): diffusion prior + EM rectification, step by step.
+
+Per kept timestep t = t_k, from k = S-1 down to 0 (`ddfm_step`):
+    1. f_tilde_{0|t} = prior.predict_x0(f_t, t)                         (Tweedie, clipped to [-1, 1])
+    2. f_hat_{0|t}, state = em_step(f_tilde_{0|t}, i, v, state)          (EM, state carried over)
+    3. f_{t-1} = mu_tilde(f_t, f_hat) + sigma_tilde z                    (sampler="ddpm", Algorithm 1)
+       f_{t-1} = sqrt(ab_{t-1}) f_hat + sqrt(1 - ab_{t-1}) eps'(f_t, f_hat)   (sampler="ddim", release)
+The result is f_hat_{0|0}, the last rectified estimate.
+
+With an RGB prior (prior.channels == 3) EM acts on the luma of the prior's estimate and its output
+replaces that luma (BT.601 full range, ddfm_edu.colour), as the release does. With
+em_variant="released" the conversion, its scaling and the EM function are the release's (section 7):
+the estimate goes to studio-range Y'Cb'Cr' / 255 (on [-1, 1] values), EM_onestep gets Y' with
+I = the VISIBLE image and V = the INFRARED one, its output replaces Y', the inverse conversion gives
+the rectified RGB x0 (not clipped), and the update uses it; the output is the luma
+0.299 R + 0.587 G + 0.114 B of the last sample, min-max stretched per image. A grey prior in the
+released variant is treated as an RGB prior with R = G = B.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from ddfm_edu.colour import luma, replace_luma
+from ddfm_edu.data import crop, pad_to_multiple
+from ddfm_edu.diffusion import RespacedSchedule, ddim_step, ddpm_posterior, ddpm_step, respace
+from ddfm_edu.em import VARIANTS as EM_VARIANTS
+from ddfm_edu.em import EMState, em_step
+from ddfm_edu.priors.base import Prior
+from ddfm_edu.released import released_rgb_to_ycbcr, released_ycbcr_to_rgb
+from ddfm_edu.validation import check_images
+
+SAMPLERS = ("ddim", "ddpm")
+RELEASE_SEED = 3407
+"""The release's seed: torch.manual_seed(3407), then randn of the 3-channel start noise."""
+
+
+@dataclass
+class DDFMStep:
+    r"""What one DDFM step produces (diffusers-style: everything a reader wants to look at).
+
+    t: the ORIGINAL timestep index of this step; x_t: f_t (B, C, H, W), C = prior.channels;
+    x_prev: the next sample f_{t-1}; f_tilde: what EM received (B, 1, H, W): the prior's estimate,
+    its luma for an RGB prior (for em_variant="released" the release's Y', on its 16..235 / 255
+    scale); f_hat: EM's output (B, 1, H, W); x0: the rectified estimate the update used
+    (B, C, H, W); state: the EM state after this step.
+    """
+
+    t: int
+    x_t: torch.Tensor
+    x_prev: torch.Tensor
+    f_tilde: torch.Tensor
+    f_hat: torch.Tensor
+    x0: torch.Tensor
+    state: EMState
+
+
+@dataclass
+class DDFMTrace:
+    r"""The kept steps of a run, stacked along a leading axis of length K (the kept steps, in the
+    order run: from t = T-1 down to 0). t: (K,) original timesteps (CPU); x_t: (K, B, C, H, W);
+    f_tilde, f_hat, m_bar, n_bar, k: (K, B, 1, H, W); u: (K, B, 2, H, W); gamma, rho: (K, B).
+    Images are cropped to the input size; they live on the sampler's device, in the record dtype.
+    """
+
+    t: torch.Tensor
+    x_t: torch.Tensor
+    f_tilde: torch.Tensor
+    f_hat: torch.Tensor
+    m_bar: torch.Tensor
+    n_bar: torch.Tensor
+    k: torch.Tensor
+    u: torch.Tensor
+    gamma: torch.Tensor
+    rho: torch.Tensor
+
+    FIELDS = ("x_t", "f_tilde", "f_hat", "m_bar", "n_bar", "k", "u", "gamma", "rho")
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def nbytes(self) -> int:
+        """Memory held by the trace's tensors, in bytes."""
+        return sum(getattr(self, name).nbytes for name in ("t", *self.FIELDS))
+
+
+@dataclass
+class DDFMResult:
+    r"""fused: (B, 1, H, W) the fused image in [-1, 1]. em_variant="paper": f_hat_{0|0} clipped to
+    [-1, 1]; em_variant="released": the release's output, the luma of the last sample min-max
+    stretched per image, on [-1, 1] (so (fused + 1) * 127.5 is the release's saved image before its
+    8-bit conversion). sample: the last sample f_0 (B, C, H, W), not clipped. trace: DDFMTrace or
+    None."""
+
+    fused: torch.Tensor
+    sample: torch.Tensor
+    trace: DDFMTrace | None
+
+
+def ddfm_step(
+    x_t: torch.Tensor,
+    i: torch.Tensor,
+    v: torch.Tensor,
+    prior: Prior,
+    schedule: RespacedSchedule,
+    k: int,
+    state: EMState | None = None,
+    *,
+    sampler: str = "ddim",
+    em_variant: str = "paper",
+    psi: float = 0.5,
+    eta: float = 1e-3,
+    noise: torch.Tensor | None = None,
+) -> DDFMStep:
+    r"""One DDFM step at the k-th kept timestep t = schedule.timesteps[k] (module docstring).
+
+    x_t: (B, prior.channels, H, W); i, v: (B, 1, H, W), H and W multiples of the prior's stride.
+    state=None starts EM from its initial state. noise: z of the DDPM update (None: the posterior
+    mean, as at the last step); unused by DDIM. No argument checks (it runs once per step; `ddfm`
+    validates once at entry), no host-device synchronisation.
+    """
+    t = schedule.timesteps[k]
+    alpha_bar, alpha_bar_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev(k)
+    t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
+    estimate = prior.predict_x0(x_t, t_batch).to(x_t.dtype)
+    grey = x_t.shape[1] == 1
+    if em_variant == "paper":
+        f_tilde = estimate if grey else luma(estimate)
+        f_hat, state = em_step(f_tilde, i, v, state, psi=psi, eta=eta, variant="paper", check=False)
+        x0 = f_hat if grey else replace_luma(estimate, f_hat)
+    else:
+        ycbcr = released_rgb_to_ycbcr(estimate.expand(-1, 3, -1, -1))
+        f_tilde = ycbcr[:, :1]
+        # The release passes the visible image as I and the infrared as V.
+        f_hat, state = em_step(f_tilde, v, i, state, psi=psi, eta=eta, variant="released", check=False)
+        rgb = released_ycbcr_to_rgb(torch.cat([f_hat, ycbcr[:, 1:]], dim=1)).to(x_t.dtype)
+        x0 = luma(rgb) if grey else rgb
+    if sampler == "ddim":
+        x_prev = ddim_step(x_t, x0, alpha_bar, alpha_bar_prev)
+    elif noise is None:
+        x_prev = ddpm_posterior(x_t, x0, alpha_bar, alpha_bar_prev)[0]
+    else:
+        x_prev = ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise)
+    return DDFMStep(t, x_t, x_prev, f_tilde, f_hat, x0, state)
+
+
+def _prior_stride(prior: Prior) -> int:
+    """The multiple H and W must have for the prior (`stride`; an ADM prior's network's stride)."""
+    stride = getattr(prior, "stride", None)
+    if stride is None:
+        stride = getattr(getattr(prior, "unet", None), "stride", 1)
+    return int(stride)
+
+
+def _record_every(record: bool | int) -> int:
+    """0: no trace; n: keep every n-th step (and the last)."""
+    if record is True:
+        return 1
+    if record is False or record is None:
+        return 0
+    if isinstance(record, int) and record >= 1:
+        return record
+    raise ValueError(f"record must be True, False or a positive integer (every k-th step), got {record!r}")
+
+
+def _check_arguments(
+    prior: Prior, steps: int, sampler: str, em_variant: str, psi: float, eta: float, seed
+) -> None:
+    if not isinstance(prior, Prior):
+        raise ValueError(f"prior must be a ddfm_edu Prior, got {type(prior).__name__}")
+    if prior.channels not in (1, 3):
+        raise ValueError(f"prior.channels must be 1 or 3, got {prior.channels}")
+    n_timesteps = len(prior.alpha_bar)
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= n_timesteps:
+        raise ValueError(f"steps must be an integer in 1..{n_timesteps}, got {steps!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if em_variant not in EM_VARIANTS:
+        raise ValueError(f"em_variant must be one of {EM_VARIANTS}, got {em_variant!r}")
+    for name, value in (("psi", psi), ("eta", eta)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+
+
+def _min_max(y: torch.Tensor) -> torch.Tensor:
+    """Per image: 2 (y - min) / (max - min) - 1, the release's min-max stretch on [-1, 1]."""
+    low = y.amin(dim=(1, 2, 3), keepdim=True)
+    high = y.amax(dim=(1, 2, 3), keepdim=True)
+    return 2.0 * (y - low) / (high - low).clamp_min(1e-12) - 1.0
+
+
+def ddfm(
+    i: torch.Tensor,
+    v: torch.Tensor,
+    prior: Prior,
+    *,
+    steps: int = 100,
+    sampler: str = "ddim",
+    em_variant: str = "paper",
+    psi: float = 0.5,
+    eta: float = 1e-3,
+    seed: int | None = None,
+    x_T: torch.Tensor | None = None,
+    record: bool | int = False,
+    record_dtype: torch.dtype | None = None,
+    progress: bool = True,
+) -> DDFMResult:
+    r"""Fuse i (infrared / functional) and v (visible / structural) with DDFM.
+
+    i, v: (B, 1, H, W) in [-1, 1], any H, W (reflect-padded to a multiple of the prior's stride,
+    cropped back), on the prior's device. steps: S respaced steps (the release: 100).
+    sampler: "ddim" (the release, deterministic) or "ddpm" (the paper's Algorithm 1).
+    em_variant: "paper" or "released" (module docstring). psi, eta: the EM's smoothness weight and
+    HQS penalty (the release's lamb = 0.5 and rho = 0.001).
+
+    Start noise: x_T (B, prior.channels, H', W') at the PADDED size H', W', or else randn drawn on
+    the CPU from a torch.Generator seeded with `seed` (None: the global generator) and moved to the
+    device, so a seed gives the same start on any device; on the CPU seed=RELEASE_SEED gives the
+    release's start noise (on CUDA the release draws on the GPU: pass its x_T to reproduce it).
+    The DDPM sampler's per-step noise z is drawn on the device itself (a generator on i's device
+    seeded with `seed`, so no host-device transfer per step): a seed fixes it on each device, but
+    CPU and CUDA draw different z, and a batch draws different z than its images one by one.
+
+    record: False, True (every step) or k (every k-th step, and the last); record_dtype (e.g.
+    torch.float16) stores the trace in lower precision. progress: a tqdm bar (notebook-aware).
+    Returns a DDFMResult.
+    """
+    check_images(i=i, v=v)
+    _check_arguments(prior, steps, sampler, em_variant, psi, eta, seed)
+    if prior.device != i.device:
+        raise ValueError(f"prior is on {prior.device} but i and v are on {i.device}: move one to the other")
+    every = _record_every(record)
+    if record_dtype is not None and not (
+        isinstance(record_dtype, torch.dtype) and record_dtype.is_floating_point
+    ):
+        raise ValueError(f"record_dtype must be a floating torch dtype or None, got {record_dtype!r}")
+
+    i_pad, padding = pad_to_multiple(i, _prior_stride(prior))
+    v_pad, _ = pad_to_multiple(v, _prior_stride(prior))
+    shape = (i.shape[0], prior.channels, *i_pad.shape[-2:])
+    if x_T is None:
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        x_T = torch.randn(shape, generator=generator).to(device=i.device, dtype=i.dtype)
+    else:
+        check_images(channels=prior.channels, x_T=x_T)
+        if tuple(x_T.shape) != shape or x_T.device != i.device or x_T.dtype != i.dtype:
+            raise ValueError(
+                f"x_T must be {shape} {i.dtype} on {i.device} (the padded size), got "
+                f"{tuple(x_T.shape)} {x_T.dtype} on {x_T.device}"
+            )
+
+    schedule = respace(prior.alpha_bar, steps)
+    kept: dict[str, list[torch.Tensor]] = {name: [] for name in DDFMTrace.FIELDS}
+    kept_t: list[int] = []
+    store_dtype = record_dtype or i.dtype
+    noise_generator = None
+    if sampler == "ddpm" and seed is not None:
+        noise_generator = torch.Generator(device=i.device).manual_seed(seed)
+    x, state = x_T, None
+    with torch.no_grad():
+        order = range(steps - 1, -1, -1)
+        for n, k in enumerate(tqdm(order, desc="DDFM", disable=not progress)):
+            noise = None
+            if sampler == "ddpm" and k > 0:
+                noise = torch.randn(shape, generator=noise_generator, device=i.device, dtype=i.dtype)
+            step = ddfm_step(
+                x, i_pad, v_pad, prior, schedule, k, state,
+                sampler=sampler, em_variant=em_variant, psi=psi, eta=eta, noise=noise,
+            )  # fmt: skip
+            if every and (n % every == 0 or k == 0):
+                kept_t.append(step.t)
+                images = {"x_t": step.x_t, "f_tilde": step.f_tilde, "f_hat": step.f_hat}
+                images.update(m_bar=step.state.m_bar, n_bar=step.state.n_bar, k=step.state.k)
+                images["u"] = step.state.u
+                for name, value in images.items():
+                    kept[name].append(crop(value, padding).to(store_dtype))
+                kept["gamma"].append(step.state.gamma.to(store_dtype))
+                kept["rho"].append(step.state.rho.to(store_dtype))
+            x, state = step.x_prev, step.state
+
+    sample = crop(x, padding)
+    if em_variant == "released":
+        fused = _min_max(sample if prior.channels == 1 else luma(sample))
+    else:
+        fused = crop(step.f_hat, padding).clamp(-1.0, 1.0)
+    trace = None
+    if every:
+        stacked = {name: torch.stack(values) for name, values in kept.items()}
+        trace = DDFMTrace(t=torch.tensor(kept_t), **stacked)
+    return DDFMResult(fused=fused, sample=sample, trace=trace)
