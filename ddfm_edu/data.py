@@ -22,9 +22,11 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 import numpy as np
 import torch
@@ -176,20 +178,29 @@ def _umask() -> int:
     return mask
 
 
-def write_png_array(path: str | os.PathLike, array: np.ndarray) -> Path:
-    """Write a uint8 array (H, W) or (H, W, 3) as PNG atomically (temporary file + os.replace)."""
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file in path's folder for writing; on success move it onto `path` with
+    `os.replace` (atomic), on any error remove it: `path` is either untouched or complete."""
     path = Path(path)
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"output file must end in .png, got {path}")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".png.tmp", dir=path.parent)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(descriptor, "wb") as handle:
-            Image.fromarray(np.asarray(array, dtype=np.uint8)).save(handle, format="PNG")
+        with os.fdopen(descriptor, mode) as handle:
+            yield handle
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_png_array(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """Write a uint8 array (H, W) or (H, W, 3) as PNG, atomically (`atomic_write`)."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"output file must end in .png, got {path}")
+    with atomic_write(path) as handle:
+        Image.fromarray(np.asarray(array, dtype=np.uint8)).save(handle, format="PNG")
     return path
 
 
@@ -319,7 +330,9 @@ class PairPaths(NamedTuple):
     vis: Path
 
 
-def _images_by_stem(folder: Path) -> dict[str, Path]:
+def images_by_name(folder: str | os.PathLike) -> dict[str, Path]:
+    """The PNG/JPEG/TIFF/BMP files of a folder by file stem; two files with one stem are an error."""
+    folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"not a folder: {folder}")
     found: dict[str, Path] = {}
@@ -335,7 +348,7 @@ def find_pairs(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> tuple[l
     """Pairs of images with the same file name (stem) in two folders; extensions may differ
     (FLIR_03952.png pairs with FLIR_03952.jpg). Returns (pairs sorted by name, images without a
     partner). Files other than PNG/JPEG/TIFF/BMP are ignored."""
-    ir_files, vis_files = _images_by_stem(Path(ir_dir)), _images_by_stem(Path(vis_dir))
+    ir_files, vis_files = images_by_name(Path(ir_dir)), images_by_name(Path(vis_dir))
     pairs = [
         PairPaths(name, ir_files[name], vis_files[name])
         for name in sorted(ir_files.keys() & vis_files.keys())

@@ -1,0 +1,393 @@
+"""The command line `ddfm-edu` (also `python -m ddfm_edu`): fuse, eval, demo.
+
+    ddfm-edu fuse --ir IR.png --vis VIS.png -o OUT.png [options]
+    ddfm-edu fuse --ir-dir DIR --vis-dir DIR -o OUTDIR [--overwrite] [options]
+    ddfm-edu eval --ir-dir DIR --vis-dir DIR --fused-dir DIR [--mode reference|standard] [--csv FILE]
+    ddfm-edu demo [-o DIR] [options]
+
+Fusion options: --method ddfm|em|average|max|laplacian (default ddfm), --prior embedded|gaussian|
+CHECKPOINT, --steps N, --sampler ddim|ddpm, --em-variant paper|released, --device auto|cpu|cuda,
+--seed N (default 3407, the release's), --em-iters N (EM alone, default 50), --no-stretch (clip
+instead of the min-max stretch).
+
+Outputs have the inputs' size; a colour source (visible, PET/SPECT) gives a colour output (fused
+luma, the source's chroma, `ddfm_edu.data`). Every file is written atomically. Errors (missing or
+unreadable file, sizes that differ, no pairs, unwritable output, bad option) print one line
+"ddfm-edu: error: ..." on stderr and exit with status 1 (2 for bad usage), with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ddfm_edu import data
+from ddfm_edu.baselines import BASELINES, em_alone
+from ddfm_edu.priors import Prior, load_prior, resolve_device
+
+PROG = "ddfm-edu"
+METHODS = ("ddfm", *BASELINES)
+DEFAULT_SEED = 3407  # the release's seed (ddfm_edu.sample.RELEASE_SEED)
+DEMO_METHODS = ("average", "max", "laplacian", "em", "ddfm")
+
+
+class UsageError(Exception):
+    """A bad command line (argparse's complaint), reported as one line with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + message and exits; we want one line
+        raise UsageError(message)
+
+
+# ----------------------------------------------------------------------------------------------
+# Fusion
+# ----------------------------------------------------------------------------------------------
+
+
+def fuse_batch(
+    i: torch.Tensor,
+    v: torch.Tensor,
+    method: str = "ddfm",
+    prior: Prior | None = None,
+    *,
+    steps: int = 100,
+    sampler: str = "ddim",
+    em_variant: str = "paper",
+    seed: int | None = DEFAULT_SEED,
+    em_iters: int = 50,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Fuse a batch of pairs of one size, i, v (B, 1, H, W) in [-1, 1] -> f (B, 1, H, W).
+
+    method "ddfm" needs `prior` (on i's device) and uses steps, sampler, em_variant, seed; "em"
+    (EM alone) uses em_variant and em_iters; the others take nothing else. Folder mode calls this one
+    pair at a time; batching pairs of the same size for DDFM belongs here.
+    """
+    if method == "ddfm":
+        from ddfm_edu.sample import ddfm  # imported here: the baselines do not need the sampler
+
+        if prior is None:
+            raise ValueError("method 'ddfm' needs a prior")
+        result = ddfm(i, v, prior, steps=steps, sampler=sampler, em_variant=em_variant, seed=seed,
+                      progress=progress)  # fmt: skip
+        return result.fused
+    if method == "em":
+        return em_alone(i, v, iters=em_iters, variant=em_variant)
+    if method not in BASELINES:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    return BASELINES[method](i, v)
+
+
+class Fuser:
+    """The fusion the options ask for, with the device resolved and the prior loaded once (up front,
+    so that a bad --prior fails before any output is written)."""
+
+    def __init__(self, args: argparse.Namespace, needs_prior: bool):
+        self.args = args
+        self.device = resolve_device(args.device)
+        self.prior = load_prior(args.prior, device=self.device) if needs_prior else None
+
+    def __call__(self, pair: data.ImagePair, method: str, progress: bool = False) -> torch.Tensor:
+        """The output image of a pair (1, C, H, W): fused luma with the colour source's chroma."""
+        i, v = pair.i.to(self.device), pair.v.to(self.device)
+        fused = fuse_batch(
+            i, v, method, self.prior,
+            steps=self.args.steps, sampler=self.args.sampler, em_variant=self.args.em_variant,
+            seed=self.args.seed, em_iters=self.args.em_iters, progress=progress,
+        )  # fmt: skip
+        return pair.merge(fused)
+
+
+def _prepare_output_file(path: Path) -> None:
+    """Fail early (before any fusion) if `path` cannot be written as a PNG."""
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"output file must end in .png, got {path}")
+    if path.is_dir():
+        raise ValueError(f"output {path} is a folder; give a file name ending in .png")
+    _prepare_output_dir(path.parent)
+
+
+def _prepare_output_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot create output folder {folder}: a file is in the way") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"output folder {folder} is not writable")
+
+
+def _command_fuse(args: argparse.Namespace) -> int:
+    single = args.ir is not None or args.vis is not None
+    folders = args.ir_dir is not None or args.vis_dir is not None
+    if (
+        single == folders
+        or (single and None in (args.ir, args.vis))
+        or (folders and None in (args.ir_dir, args.vis_dir))
+    ):
+        raise UsageError("give either --ir and --vis (one pair) or --ir-dir and --vis-dir (folders)")
+    output = Path(args.output)
+    if single:
+        _prepare_output_file(output)
+        pair = data.load_pair(args.ir, args.vis)
+        if output.exists() and not args.overwrite:
+            print(f"{PROG}: {output} exists, skipped (use --overwrite)", file=sys.stderr)
+            return 0
+        image = Fuser(args, args.method == "ddfm")(pair, args.method, progress=True)
+        data.save_png(output, image, stretch=args.stretch)
+        print(output)
+        return 0
+
+    pairs, unpaired = data.find_pairs(args.ir_dir, args.vis_dir)
+    if not pairs:
+        raise ValueError(
+            f"no pairs in {args.ir_dir} and {args.vis_dir} (images pair by file name; "
+            f"{len(unpaired)} image(s) without a partner)"
+        )
+    if unpaired:
+        _warn(
+            f"{len(unpaired)} image(s) without a partner ignored: " + ", ".join(p.name for p in unpaired[:5])
+        )
+    _prepare_output_dir(output)
+    todo = [p for p in pairs if args.overwrite or not (output / f"{p.name}.png").exists()]
+    if len(todo) < len(pairs):
+        print(
+            f"{PROG}: {len(pairs) - len(todo)} existing output(s) skipped (use --overwrite)", file=sys.stderr
+        )
+    fuser = Fuser(args, args.method == "ddfm") if todo else None
+    for paths in tqdm(todo, desc=f"fusing ({args.method})", unit="pair", file=sys.stderr):
+        pair = data.load_pair(paths.ir, paths.vis)
+        data.save_png(output / f"{paths.name}.png", fuser(pair, args.method), stretch=args.stretch)
+    print(f"{len(todo)} fused image(s) written to {output}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+def _evaluate(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str) -> dict[str, float]:
+    from ddfm_edu.metrics import evaluate  # imported here: fuse does not need the metrics
+
+    return evaluate(fused, a, b, mode)
+
+
+def format_table(rows: list[tuple[str, dict[str, float]]], label: str = "image") -> str:
+    """A plain-text table: one row per (name, metrics), then the mean of each column."""
+    keys = list(rows[0][1])
+    mean = {k: float(np.mean([r[k] for _, r in rows])) for k in keys}
+    width = max(len(label), *(len(name) for name, _ in rows), 4)
+    lines = [f"{label:<{width}}" + "".join(f"{k:>9}" for k in keys)]
+    for name, values in [*rows, ("mean", mean)]:
+        lines.append(f"{name:<{width}}" + "".join(f"{values[k]:>9.4f}" for k in keys))
+    return "\n".join(lines)
+
+
+def write_csv(
+    path: str | os.PathLike, rows: list[tuple[str, dict[str, float]]], label: str = "image"
+) -> None:
+    """The table of `format_table` as CSV (full precision, mean row last), written atomically."""
+    path = Path(path)
+    _prepare_output_dir(path.parent)
+    keys = list(rows[0][1])
+    mean = {k: float(np.mean([r[k] for _, r in rows])) for k in keys}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([label, *keys])
+    for name, values in [*rows, ("mean", mean)]:
+        writer.writerow([name, *(repr(float(values[k])) for k in keys)])
+    with data.atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _command_eval(args: argparse.Namespace) -> int:
+    pairs, _ = data.find_pairs(args.ir_dir, args.vis_dir)
+    fused_files = data.images_by_name(args.fused_dir)
+    found = [p for p in pairs if p.name in fused_files]
+    if not found:
+        raise ValueError(
+            f"no fused image in {args.fused_dir} matches a pair of {args.ir_dir} and {args.vis_dir}"
+        )
+    if len(found) < len(pairs):
+        _warn(f"{len(pairs) - len(found)} pair(s) without a fused image skipped")
+    rows = []
+    for paths in found:
+        fused, a, b = (data.read_image(p) for p in (fused_files[paths.name], paths.vis, paths.ir))
+        for name, image in ((fused_files[paths.name], fused), (paths.ir, b)):
+            if image.shape[:2] != a.shape[:2]:
+                raise ValueError(
+                    f"sizes differ: {name} is {image.shape[1]}x{image.shape[0]}, "
+                    f"{paths.vis} is {a.shape[1]}x{a.shape[0]} (WxH)"
+                )
+        rows.append((paths.name, _evaluate(fused, a, b, args.mode)))
+    print(format_table(rows))
+    if args.csv:
+        write_csv(args.csv, rows)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Demo
+# ----------------------------------------------------------------------------------------------
+
+
+def comparison_figure(panels: list[list[tuple[str, np.ndarray]]]):
+    """A matplotlib Figure (no pyplot state): one row per pair, one titled panel per image (uint8)."""
+    from matplotlib.figure import Figure
+
+    columns = max(len(row) for row in panels)
+    figure = Figure(figsize=(2.2 * columns, 2.3 * len(panels)), layout="constrained")
+    axes = figure.subplots(len(panels), columns, squeeze=False)
+    for row, ax_row in zip(panels, axes, strict=True):
+        for ax, (title, image) in zip(ax_row, row, strict=False):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=9)
+        for ax in ax_row:
+            ax.set_axis_off()
+    return figure
+
+
+def _command_demo(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    pairs = data.sample_pairs()
+    _prepare_output_dir(output)
+    fuser = Fuser(args, needs_prior=True)
+    rows, panels = [], []
+    for paths in pairs:
+        pair = data.load_pair(paths.ir, paths.vis)
+        ir, vis = data.read_image(paths.ir), data.read_image(paths.vis)
+        row = [("infrared / PET" if paths.name == "phantom" else "infrared", ir), ("visible / MRI", vis)]
+        for method in DEMO_METHODS:
+            image = data.to_uint8(fuser(pair, method, progress=method == "ddfm"), stretch_luma=args.stretch)
+            folder = output / method
+            folder.mkdir(exist_ok=True)
+            data.write_png_array(folder / f"{paths.name}.png", image)
+            rows.append((f"{paths.name}/{method}", _evaluate(image, vis, ir, args.mode)))
+            row.append((method, image))
+        panels.append([(f"{paths.name}: {title}", image) for title, image in row[:1]] + row[1:])
+    table = format_table(rows, label="pair/method")
+    with data.atomic_write(output / "metrics.txt", "w") as handle:
+        handle.write(table + "\n")
+    write_csv(output / "metrics.csv", rows, label="pair/method")
+    figure = comparison_figure(panels)
+    with data.atomic_write(output / "comparison.png") as handle:
+        figure.savefig(handle, format="png", dpi=100)
+    print(table)
+    print(f"demo written to {output.resolve()} (fused images per method, comparison.png, metrics.csv)")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Parser and entry point
+# ----------------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _add_fusion_options(parser: argparse.ArgumentParser, method: bool = True) -> None:
+    if method:
+        parser.add_argument("--method", choices=METHODS, default="ddfm", help="fusion method (default ddfm)")
+    parser.add_argument(
+        "--prior",
+        default="embedded",
+        help="DDFM prior: embedded (default), gaussian, or an ADM checkpoint file",
+    )
+    parser.add_argument("--steps", type=_positive_int, default=100, help="diffusion steps (default 100)")
+    parser.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="default ddim")
+    parser.add_argument("--em-variant", choices=("paper", "released"), default="paper", help="default paper")
+    parser.add_argument("--em-iters", type=_positive_int, default=50, help="iterations of --method em (50)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")
+    parser.add_argument(
+        "--no-stretch", dest="stretch", action="store_false",
+        help="clip the output to [0, 255] instead of the min-max stretch of the luma",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="DDFM image fusion, its baselines and metrics.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{fuse,eval,demo}")
+
+    fuse = commands.add_parser("fuse", help="fuse one pair or two folders of pairs")
+    fuse.add_argument("--ir", help="infrared (or PET/SPECT/CT) image")
+    fuse.add_argument("--vis", help="visible (or MRI) image")
+    fuse.add_argument("--ir-dir", help="folder of infrared images")
+    fuse.add_argument("--vis-dir", help="folder of visible images (pairs share the file name)")
+    fuse.add_argument("-o", "--output", required=True, help="OUT.png (one pair) or a folder (folders)")
+    fuse.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    _add_fusion_options(fuse)
+    fuse.set_defaults(run=_command_fuse)
+
+    evaluate = commands.add_parser("eval", help="metrics of fused images, a row per image and the mean")
+    evaluate.add_argument("--ir-dir", required=True)
+    evaluate.add_argument("--vis-dir", required=True)
+    evaluate.add_argument("--fused-dir", required=True)
+    evaluate.add_argument("--mode", choices=("reference", "standard"), default="reference")
+    evaluate.add_argument("--csv", help="also write the table to this CSV file")
+    evaluate.set_defaults(run=_command_eval)
+
+    demo = commands.add_parser("demo", help="fuse the bundled sample pairs with every method")
+    demo.add_argument("-o", "--output", default="ddfm-edu-demo", help="folder (default ./ddfm-edu-demo)")
+    demo.add_argument("--mode", choices=("reference", "standard"), default="reference", help="metrics mode")
+    _add_fusion_options(demo, method=False)
+    demo.set_defaults(run=_command_demo)
+    return parser
+
+
+def _warn(message: str) -> None:
+    print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    _warn(str(message))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 error, 2 bad usage)."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            args = build_parser().parse_args(argv)
+            return args.run(args)
+        except UsageError as error:
+            print(f"{PROG}: error: {error}", file=sys.stderr)
+            return 2
+        except (ValueError, OSError, torch.OutOfMemoryError) as error:
+            print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
