@@ -13,6 +13,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -303,6 +304,11 @@ def test_prior_is_tweedie_from_the_first_three_channels(small_unet):
     torch.testing.assert_close(x0.double(), unclipped.clamp(-1, 1), atol=1e-5, rtol=1e-5)
     inside = unclipped.abs() < 1
     assert 0 < inside.sum() < inside.numel()  # both clipped and unclipped pixels were checked
+    # bit for bit the release's _predict_xstart_from_eps: float64 numpy coefficients cast to float32
+    alphas_cumprod = np.cumprod(1.0 - np.linspace(1e-4, 0.02, 1000, dtype=np.float64))
+    c1 = torch.from_numpy(np.sqrt(1.0 / alphas_cumprod))[t].float().view(-1, 1, 1, 1)
+    c2 = torch.from_numpy(np.sqrt(1.0 / alphas_cumprod - 1))[t].float().view(-1, 1, 1, 1)
+    assert torch.equal(x0, (c1 * x_t - c2 * eps.float()).clamp(-1, 1))
     assert x0.dtype == torch.float32 and x0.device == x_t.device
 
 
