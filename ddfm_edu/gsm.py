@@ -103,9 +103,7 @@ def _posterior_expectation(g, r: float, scale: float) -> float:
             return h(m) * np.exp(log_joint(m) - shift) if m > 0 else 0.0
 
         parts = [(0.0, mode), (mode, np.inf)]
-        return sum(
-            integrate.quad(f, lo, hi, epsabs=0.0, epsrel=1e-11, limit=400)[0] for lo, hi in parts
-        )
+        return sum(integrate.quad(f, lo, hi, epsabs=0.0, epsrel=1e-11, limit=400)[0] for lo, hi in parts)
 
     return integrate_times(g) / integrate_times(lambda m: 1.0)
 

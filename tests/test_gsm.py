@@ -15,9 +15,7 @@ def test_laplace_and_exponential_are_normalised_densities():
     )
     assert integrate.quad(lambda a: gsm.exponential_pdf(a, 2.5), 0, np.inf)[0] == pytest.approx(1.0)
     # b is the MEAN of EXP(a; b)
-    assert integrate.quad(lambda a: a * gsm.exponential_pdf(a, 2.5), 0, np.inf)[0] == (
-        pytest.approx(2.5)
-    )
+    assert integrate.quad(lambda a: a * gsm.exponential_pdf(a, 2.5), 0, np.inf)[0] == (pytest.approx(2.5))
     assert gsm.exponential_pdf(-0.1, 2.0) == 0.0
     np.testing.assert_allclose(gsm.laplace_pdf([0.3, 1.0], 0.3, 0.5), [1.0, np.exp(-1.4)])
 

@@ -1,0 +1,408 @@
+r"""The EM rectification of DDFM: E-step (Proposition 2) and M-step by half-quadratic splitting.
+
+Notation (ddfm_math.md sections 1-4): sources i, v and an estimate f, all (B, 1, H, W) in [-1, 1];
+x = f - v, y = i - v. Per pixel, y | x, m ~ N(x, m), m ~ EXP(gamma) and x | n ~ N(0, n),
+n ~ EXP(rho), plus the smoothness penalty psi ||grad x||^2.
+
+One EM step from an estimate f0 (`em_step`):
+    E-step   m_bar = E[1/m | y - x],  n_bar = E[1/n | x],
+             gamma <- mean E[m | y - x],  rho <- mean E[n | x]           (per image)
+    M-step   k = (I + grad^T grad)^{-1} (x + grad^T u)                    (k_update)
+             u = eta / (2 psi + eta) grad k                               (u_update)
+             x = (2 m_bar y + eta k) / (2 m_bar + 2 n_bar + eta)          (x_update)
+    output   f_hat = x + v
+
+The HQS blocks minimise, one at a time, J(x, k, u) = sum m_bar (x - y)^2 + sum n_bar x^2
++ psi ||u||^2 + (eta/2) (||u - grad k||^2 + ||k - x||^2) (`hqs_objective`); `solve_m_step` solves the
+M-step quadratic J(x) = sum m_bar (x - y)^2 + sum n_bar x^2 + psi ||grad x||^2 exactly (conjugate
+gradients), to show what HQS approaches as eta grows.
+
+`variant="released"` runs the released code's EM function instead (ddfm_edu.released).
+
+Argument checks: `em_step`, `em_fuse` and `solve_m_step` validate their arguments (ValueError naming
+the argument). The building blocks (`e_step`, `k_update`, `u_update`, `x_update`, `m_step`) do no
+checks, and `em_step(..., check=False)` skips them too: that is the path the DDFM sampler calls at
+every diffusion step (no host-device synchronisation; batched, each image with its own gamma, rho).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ddfm_edu import released
+from ddfm_edu.operators import grad, grad_adjoint, grad_t_grad, solve_eye_plus_gtg
+from ddfm_edu.validation import check_images
+
+VARIANTS = ("paper", "released")
+
+RESIDUAL_FLOOR = 1e-3
+"""Floor on |r| in the E-step: m_bar = sqrt(2/gamma) / max(|r|, RESIDUAL_FLOOR), likewise n_bar.
+|r| can be exactly 0 (e.g. f = v gives x = 0); the floor caps a weight at sqrt(2/gamma) 1e3. On the
+[-1, 1] scale one grey level of an 8-bit image is 2/255 ~ 7.8e-3, so the floor is ~1/8 grey level.
+The release guards instead with sqrt(r^2 + 1e-6), a floor of the same size."""
+
+
+@dataclass
+class EMState:
+    r"""What EM carries from one step to the next (one diffusion step to the next in DDFM).
+
+    m_bar, n_bar: (B, 1, H, W) E[1/m | y - x], E[1/n | x] from the last E-step.
+    k: (B, 1, H, W) the HQS copy of x;  u: (B, 2, H, W) the HQS copy of grad k (horizontal, vertical).
+    gamma, rho: (B,) the scales of the exponential priors of m and n, one per image.
+    With variant="released" the fields hold the release's quantities (C, D, H, (F1, F2), tau_a,
+    tau_b): the same roles, the release's conventions (ddfm_edu.released).
+    """
+
+    m_bar: torch.Tensor
+    n_bar: torch.Tensor
+    k: torch.Tensor
+    u: torch.Tensor
+    gamma: torch.Tensor
+    rho: torch.Tensor
+
+
+def initial_state(like: torch.Tensor) -> EMState:
+    """The release's initial state for images shaped like `like` (B, 1, H, W):
+    m_bar = n_bar = 1, k = u = 0, gamma = rho = 1."""
+    B, _, H, W = like.shape
+    ones = like.new_ones(B)
+    return EMState(
+        m_bar=torch.ones_like(like),
+        n_bar=torch.ones_like(like),
+        k=torch.zeros_like(like),
+        u=like.new_zeros(B, 2, H, W),
+        gamma=ones,
+        rho=ones.clone(),
+    )
+
+
+def e_step(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gamma: torch.Tensor,
+    rho: torch.Tensor,
+    floor: float = RESIDUAL_FLOOR,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Expected precisions of the latent variances and the updated scales (Proposition 2).
+
+        m_bar = E[1/m | y - x] = sqrt(2/gamma) / |y - x|,     n_bar = E[1/n | x] = sqrt(2/rho) / |x|
+        gamma <- mean_ij E[m | y - x] = mean_ij |y - x| sqrt(gamma/2) + gamma/2
+        rho   <- mean_ij E[n | x]     = mean_ij |x| sqrt(rho/2) + rho/2
+
+    |r| is floored at `floor` (RESIDUAL_FLOOR) in all four. x, y: (B, 1, H, W); gamma, rho: (B,).
+    Returns (m_bar, n_bar, gamma_new, rho_new); the weights use the OLD gamma and rho.
+    """
+    abs_r_m = (y - x).abs_().clamp_min_(floor)
+    abs_r_n = x.abs().clamp_min_(floor)
+    m_bar = torch.div((2.0 / gamma).sqrt_().view(-1, 1, 1, 1), abs_r_m)
+    n_bar = torch.div((2.0 / rho).sqrt_().view(-1, 1, 1, 1), abs_r_n)
+    gamma_new = abs_r_m.mean(dim=(1, 2, 3)) * (gamma / 2.0).sqrt() + gamma / 2.0
+    rho_new = abs_r_n.mean(dim=(1, 2, 3)) * (rho / 2.0).sqrt() + rho / 2.0
+    return m_bar, n_bar, gamma_new, rho_new
+
+
+def k_update(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    r"""k-block of HQS: argmin_k ||u - grad k||^2 + ||k - x||^2, i.e. (I + grad^T grad) k = x + grad^T u:
+
+        k = ifft2[ (fft2(x) + conj(Dx_hat) fft2(u_x) + conj(Dy_hat) fft2(u_y))
+                   / (1 + |Dx_hat|^2 + |Dy_hat|^2) ]
+
+    conj(D_hat) fft2(u) is fft2(grad^T u), so grad^T u is formed in pixel space (a stencil) and one
+    rfft2 / irfft2 pair solves the system exactly (periodic boundary). x: (B,1,H,W), u: (B,2,H,W).
+    """
+    rhs = grad_adjoint(u)
+    rhs += x
+    return solve_eye_plus_gtg(rhs)
+
+
+def u_update(k: torch.Tensor, psi: float, eta: float) -> torch.Tensor:
+    r"""u-block of HQS: argmin_u psi ||u||^2 + (eta/2) ||u - grad k||^2, i.e.
+
+    u = eta / (2 psi + eta) * grad k          (B, 2, H, W)
+    """
+    return grad(k).mul_(eta / (2.0 * psi + eta))
+
+
+def x_update(
+    y: torch.Tensor, m_bar: torch.Tensor, n_bar: torch.Tensor, k: torch.Tensor, eta: float
+) -> torch.Tensor:
+    r"""x-block of HQS: argmin_x sum m_bar (x - y)^2 + sum n_bar x^2 + (eta/2) ||k - x||^2, i.e.
+
+    x = (2 m_bar y + eta k) / (2 m_bar + 2 n_bar + eta)          (element-wise)
+    """
+    numerator = torch.addcmul(k * (eta / 2.0), m_bar, y)  # (m_bar y + (eta/2) k)
+    denominator = torch.add(m_bar, n_bar).add_(eta / 2.0)  # (m_bar + n_bar + eta/2)
+    return numerator.div_(denominator)
+
+
+def m_step(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    m_bar: torch.Tensor,
+    n_bar: torch.Tensor,
+    u: torch.Tensor,
+    psi: float,
+    eta: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One HQS pass in the order k, u, x (section 4). Returns (k, u, x)."""
+    k = k_update(x, u)
+    u = u_update(k, psi, eta)
+    return k, u, x_update(y, m_bar, n_bar, k, eta)
+
+
+def _batch_sum(t: torch.Tensor) -> torch.Tensor:
+    return t.flatten(1).sum(dim=1)
+
+
+def m_step_objective(
+    x: torch.Tensor, y: torch.Tensor, m_bar: torch.Tensor, n_bar: torch.Tensor, psi: float
+) -> torch.Tensor:
+    r"""J(x) = sum m_bar (x - y)^2 + sum n_bar x^2 + psi ||grad x||^2, per image: (B,)."""
+    return _batch_sum(m_bar * (x - y) ** 2 + n_bar * x**2) + psi * _batch_sum(grad(x) ** 2)
+
+
+def hqs_objective(
+    x: torch.Tensor,
+    k: torch.Tensor,
+    u: torch.Tensor,
+    y: torch.Tensor,
+    m_bar: torch.Tensor,
+    n_bar: torch.Tensor,
+    psi: float,
+    eta: float,
+) -> torch.Tensor:
+    r"""J(x, k, u) = sum m_bar (x - y)^2 + sum n_bar x^2 + psi ||u||^2
+    + (eta/2) (||u - grad k||^2 + ||k - x||^2), per image: (B,). Each HQS block minimises it."""
+    data = _batch_sum(m_bar * (x - y) ** 2 + n_bar * x**2)
+    split = _batch_sum((u - grad(k)) ** 2) + _batch_sum((k - x) ** 2)
+    return data + psi * _batch_sum(u**2) + 0.5 * eta * split
+
+
+def _check_positive(**values: float) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def solve_m_step(
+    y: torch.Tensor,
+    m_bar: torch.Tensor,
+    n_bar: torch.Tensor,
+    psi: float,
+    *,
+    tol: float = 1e-6,
+    max_iter: int = 1000,
+) -> torch.Tensor:
+    r"""The exact minimiser of the M-step quadratic J(x) (weights fixed), by conjugate gradients:
+
+        (diag(m_bar + n_bar) + psi grad^T grad) x = m_bar y        (SPD, one system per image)
+
+    Jacobi-preconditioned CG, batched; stops when every image has ||residual|| <= tol ||m_bar y||
+    (one host sync per iteration: for notebooks and tests, not for the sampler's loop).
+    """
+    check_images(y=y, m_bar=m_bar, n_bar=n_bar)
+    _check_positive(psi=psi, tol=tol)
+    if (m_bar < 0).any() or (n_bar < 0).any():
+        raise ValueError("m_bar and n_bar must be nonnegative (they are expected precisions)")
+    diagonal = m_bar + n_bar
+
+    def apply_a(p: torch.Tensor) -> torch.Tensor:
+        return diagonal * p + psi * grad_t_grad(p)
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return _batch_sum(a * b).view(-1, 1, 1, 1)
+
+    preconditioner = 1.0 / (diagonal + 4.0 * psi)  # the diagonal of grad^T grad is 4
+    b = m_bar * y
+    b_norm = dot(b, b).sqrt()
+    x = torch.zeros_like(y)
+    r = b.clone()
+    z = r * preconditioner
+    p = z.clone()
+    rz = dot(r, z)
+    for _ in range(max_iter):
+        if (dot(r, r).sqrt() <= tol * b_norm).all():
+            break
+        ap = apply_a(p)
+        p_ap = dot(p, ap)
+        alpha = torch.where(p_ap > 0, rz / p_ap, torch.zeros_like(rz))
+        x += alpha * p
+        r -= alpha * ap
+        z = r * preconditioner
+        rz_new = dot(r, z)
+        beta = torch.where(rz > 0, rz_new / rz, torch.zeros_like(rz))
+        p = z + beta * p
+        rz = rz_new
+    return x
+
+
+def _em_step_paper(
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float
+) -> tuple[torch.Tensor, torch.Tensor, EMState]:
+    """The paper's EM step, unchecked. Returns (f_hat, x, state)."""
+    x = f0 - v
+    y = i - v
+    m_bar, n_bar, gamma, rho = e_step(x, y, state.gamma, state.rho)
+    k, u, x = m_step(x, y, m_bar, n_bar, state.u, psi, eta)
+    return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma, rho=rho)
+
+
+def _em_step_released(
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float
+) -> tuple[torch.Tensor, torch.Tensor, EMState]:
+    """The release's EM_onestep(f_pre=f0, I=i, V=v), unchecked. Returns (F, X, state)."""
+    F, X, C, D, H, F12, tau_a, tau_b = released.em_onestep(
+        f0, i, v, state.u, state.gamma, state.rho, LAMBDA=psi, RHO=eta
+    )
+    return F, X, EMState(m_bar=C, n_bar=D, k=H, u=F12, gamma=tau_a, rho=tau_b)
+
+
+_STEPS = {"paper": _em_step_paper, "released": _em_step_released}
+
+
+def _check_state(state: EMState, like: torch.Tensor) -> None:
+    if not isinstance(state, EMState):
+        raise ValueError(f"state must be an EMState or None, got {type(state).__name__}")
+    check_images(i=like, **{"state.m_bar": state.m_bar, "state.n_bar": state.n_bar, "state.k": state.k})
+    B, _, H, W = like.shape
+    check_images(channels=2, **{"state.u": state.u})
+    if state.u.shape != (B, 2, H, W) or state.u.device != like.device or state.u.dtype != like.dtype:
+        raise ValueError(
+            f"state.u must be ({B}, 2, {H}, {W}) {like.dtype} on {like.device}, got "
+            f"{tuple(state.u.shape)} {state.u.dtype} on {state.u.device}"
+        )
+    for name in ("gamma", "rho"):
+        t = getattr(state, name)
+        if not isinstance(t, torch.Tensor) or t.shape != (B,):
+            raise ValueError(f"state.{name} must be a tensor of shape ({B},), got {t!r}")
+        if t.device != like.device or t.dtype != like.dtype:
+            raise ValueError(f"state.{name} must be {like.dtype} on {like.device}")
+        if not (torch.isfinite(t) & (t > 0)).all():
+            raise ValueError(f"state.{name} must be positive and finite")
+
+
+def _check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+
+
+def em_step(
+    f0: torch.Tensor,
+    i: torch.Tensor,
+    v: torch.Tensor,
+    state: EMState | None = None,
+    *,
+    psi: float = 0.5,
+    eta: float = 1e-3,
+    variant: str = "paper",
+    check: bool = True,
+) -> tuple[torch.Tensor, EMState]:
+    r"""One E-step and one M-step pass (k, u, x) from the estimate f0; returns (f_hat, state).
+
+    f0, i, v: (B, 1, H, W) on one device, one dtype. state=None starts from `initial_state`
+    (the release's: m_bar = n_bar = 1, k = u = 0, gamma = rho = 1). variant="paper" is the paper's
+    EM (module docstring), f_hat = x + v; variant="released" is the release's EM function given the
+    same three tensors (EM_onestep(f_pre=f0, I=i, V=v), ddfm_edu.released), whose pipeline passes the
+    VISIBLE image as I and the infrared as V.
+
+    check=False skips all argument checks (no host sync): the per-step path of the DDFM sampler,
+    which validates its inputs once at its own entry point.
+    """
+    if check:
+        _check_variant(variant)
+        _check_positive(psi=psi, eta=eta)
+        check_images(f0=f0, i=i, v=v)
+        if state is not None:
+            _check_state(state, i)
+    if state is None:
+        state = initial_state(i)
+    f_hat, _, state = _STEPS[variant](f0, i, v, state, psi, eta)
+    return f_hat, state
+
+
+@dataclass
+class EMTrace:
+    r"""Every iterate of `em_fuse`, stacked along a leading iteration axis of length iters + 1.
+
+    Index j is the state after j EM iterations; j = 0 is the start (f = f_init, x = f_init - v and
+    the initial state m_bar = n_bar = 1, k = u = 0, gamma = rho = 1), j = iters the result.
+    m_bar, n_bar, k, x, f: (iters + 1, B, 1, H, W); u: (iters + 1, B, 2, H, W);
+    gamma, rho: (iters + 1, B). x is the M-step's x (the release's X for variant="released").
+    Read it as trace.f[j], trace.m_bar[j][b, 0], ...; `trace.state(j)` gives an EMState.
+    """
+
+    m_bar: torch.Tensor
+    n_bar: torch.Tensor
+    k: torch.Tensor
+    u: torch.Tensor
+    x: torch.Tensor
+    f: torch.Tensor
+    gamma: torch.Tensor
+    rho: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.f.shape[0]
+
+    def state(self, j: int) -> EMState:
+        """The EM state after j iterations."""
+        return EMState(
+            m_bar=self.m_bar[j], n_bar=self.n_bar[j], k=self.k[j], u=self.u[j],
+            gamma=self.gamma[j], rho=self.rho[j],
+        )  # fmt: skip
+
+
+def _record(trace: EMTrace, j: int, f: torch.Tensor, x: torch.Tensor, state: EMState) -> None:
+    trace.f[j], trace.x[j] = f, x
+    for name in ("m_bar", "n_bar", "k", "u", "gamma", "rho"):
+        getattr(trace, name)[j] = getattr(state, name)
+
+
+def em_fuse(
+    i: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    iters: int = 50,
+    psi: float = 0.5,
+    eta: float = 1e-3,
+    variant: str = "paper",
+    f_init: torch.Tensor | None = None,
+    record: bool = False,
+) -> tuple[torch.Tensor, EMTrace | None]:
+    r"""EM alone (no diffusion prior): `iters` EM steps, each from the previous output.
+
+    f_init=None starts from the mean of the sources (i + v) / 2. Note that for the paper's EM with
+    gamma = rho this start is (up to the small HQS smoothing) a fixed point: between the sources, the
+    L1 loss |y - x| + |x| is flat, and EM has no reason to move; the diffusion prior breaks the tie.
+    Returns (f, trace): trace is None unless record, else an EMTrace (index 0 = the start).
+    """
+    _check_variant(variant)
+    _check_positive(psi=psi, eta=eta)
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    if f_init is None:
+        check_images(i=i, v=v)
+        f_init = 0.5 * (i + v)
+    else:
+        check_images(i=i, v=v, f_init=f_init)
+    step = _STEPS[variant]
+    f, state = f_init, initial_state(i)
+    trace = None
+    if record:
+        n = iters + 1
+        trace = EMTrace(
+            m_bar=i.new_empty(n, *i.shape), n_bar=i.new_empty(n, *i.shape),
+            k=i.new_empty(n, *i.shape), u=state.u.new_empty(n, *state.u.shape),
+            x=i.new_empty(n, *i.shape), f=i.new_empty(n, *i.shape),
+            gamma=i.new_empty(n, i.shape[0]), rho=i.new_empty(n, i.shape[0]),
+        )  # fmt: skip
+        _record(trace, 0, f, f - v, state)
+    for j in range(1, iters + 1):
+        f, x, state = step(f, i, v, state, psi, eta)
+        if trace is not None:
+            _record(trace, j, f, x, state)
+    return f, trace
