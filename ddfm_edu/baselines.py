@@ -47,15 +47,12 @@ def select_max_abs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor) -> torch.Tensor:
-    """Separable binomial blur w * x (w = [1, 4, 6, 4, 1] / 16), reflect borders, per channel."""
-    channels = x.shape[1]
-    w = torch.tensor(BINOMIAL_5, dtype=x.dtype, device=x.device) / 16.0
-    x = F.conv2d(
-        F.pad(x, (0, 0, 2, 2), mode="reflect"), w.view(1, 1, 5, 1).repeat(channels, 1, 1, 1), groups=channels
-    )
-    return F.conv2d(
-        F.pad(x, (2, 2, 0, 0), mode="reflect"), w.view(1, 1, 1, 5).repeat(channels, 1, 1, 1), groups=channels
-    )
+    """Separable binomial blur w * x (w = [1, 4, 6, 4, 1] / 16), reflect borders: along H, then W,
+    each as a weighted sum of five shifted views (faster than a convolution for a 5-tap kernel)."""
+    for dim, pad in ((-2, (0, 0, 2, 2)), (-1, (2, 2, 0, 0))):
+        padded, size = F.pad(x, pad, mode="reflect"), x.shape[dim]
+        x = sum(w / 16.0 * padded.narrow(dim, k, size) for k, w in enumerate(BINOMIAL_5))
+    return x
 
 
 def _down(x: torch.Tensor) -> torch.Tensor:

@@ -183,30 +183,37 @@ def _evaluate(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str) -> dic
     return evaluate(fused, a, b, mode)
 
 
-def format_table(rows: list[tuple[str, dict[str, float]]], label: str = "image") -> str:
-    """A plain-text table: one row per (name, metrics), then the mean of each column."""
+Rows = list[tuple[str, dict[str, float]]]
+
+
+def with_mean(rows: Rows) -> Rows:
+    """The rows (name, metrics) followed by ("mean", the mean of each metric)."""
     keys = list(rows[0][1])
-    mean = {k: float(np.mean([r[k] for _, r in rows])) for k in keys}
-    width = max(len(label), *(len(name) for name, _ in rows), 4)
-    lines = [f"{label:<{width}}" + "".join(f"{k:>9}" for k in keys)]
-    for name, values in [*rows, ("mean", mean)]:
-        lines.append(f"{name:<{width}}" + "".join(f"{values[k]:>9.4f}" for k in keys))
-    return "\n".join(lines)
+    return [*rows, ("mean", {k: float(np.mean([values[k] for _, values in rows])) for k in keys})]
 
 
-def write_csv(
-    path: str | os.PathLike, rows: list[tuple[str, dict[str, float]]], label: str = "image"
-) -> None:
-    """The table of `format_table` as CSV (full precision, mean row last), written atomically."""
+def format_table(rows: Rows, label: str = "image") -> str:
+    """A plain-text table of (name, metrics) rows, 4 decimals, columns as wide as they need."""
+    keys = list(rows[0][1])
+    cells = [[label, *keys]] + [[name, *(f"{values[k]:.4f}" for k in keys)] for name, values in rows]
+    widths = [max(len(row[c]) for row in cells) for c in range(len(cells[0]))]
+    return "\n".join(
+        row[0].ljust(widths[0])
+        + "".join(cell.rjust(w + 2) for cell, w in zip(row[1:], widths[1:], strict=True))
+        for row in cells
+    )
+
+
+def write_csv(path: str | os.PathLike, tables: dict[str, Rows], label: str = "image") -> None:
+    """Tables {method: rows} as one CSV (columns method, label, metrics; full precision), atomically."""
     path = Path(path)
     _prepare_output_dir(path.parent)
-    keys = list(rows[0][1])
-    mean = {k: float(np.mean([r[k] for _, r in rows])) for k in keys}
+    keys = list(next(iter(tables.values()))[0][1])
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([label, *keys])
-    for name, values in [*rows, ("mean", mean)]:
-        writer.writerow([name, *(repr(float(values[k])) for k in keys)])
+    writer.writerow(["method", label, *keys])
+    for method, rows in tables.items():
+        writer.writerows([method, name, *(repr(float(values[k])) for k in keys)] for name, values in rows)
     with data.atomic_write(path, "w") as handle:
         handle.write(buffer.getvalue())
 
@@ -231,9 +238,10 @@ def _command_eval(args: argparse.Namespace) -> int:
                     f"{paths.vis} is {a.shape[1]}x{a.shape[0]} (WxH)"
                 )
         rows.append((paths.name, _evaluate(fused, a, b, args.mode)))
+    rows = with_mean(rows)
     print(format_table(rows))
     if args.csv:
-        write_csv(args.csv, rows)
+        write_csv(args.csv, {"fused": rows})
     return 0
 
 
@@ -247,8 +255,9 @@ def comparison_figure(panels: list[list[tuple[str, np.ndarray]]]):
     from matplotlib.figure import Figure
 
     columns = max(len(row) for row in panels)
-    figure = Figure(figsize=(2.2 * columns, 2.3 * len(panels)), layout="constrained")
+    figure = Figure(figsize=(2.0 * columns, 2.1 * len(panels)))
     axes = figure.subplots(len(panels), columns, squeeze=False)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.15)
     for row, ax_row in zip(panels, axes, strict=True):
         for ax, (title, image) in zip(ax_row, row, strict=False):
             ax.imshow(image, cmap="gray", vmin=0, vmax=255)
@@ -263,28 +272,31 @@ def _command_demo(args: argparse.Namespace) -> int:
     pairs = data.sample_pairs()
     _prepare_output_dir(output)
     fuser = Fuser(args, needs_prior=True)
-    rows, panels = [], []
+    tables: dict[str, Rows] = {method: [] for method in DEMO_METHODS}
+    panels = []
     for paths in pairs:
         pair = data.load_pair(paths.ir, paths.vis)
         ir, vis = data.read_image(paths.ir), data.read_image(paths.vis)
-        row = [("infrared / PET" if paths.name == "phantom" else "infrared", ir), ("visible / MRI", vis)]
+        sources = [(paths.ir.parent.name, ir), (paths.vis.parent.name, vis)]  # e.g. ir, vi or PET, MRI
+        row = [(title, np.rint(image).astype(np.uint8)) for title, image in sources]
         for method in DEMO_METHODS:
             image = data.to_uint8(fuser(pair, method, progress=method == "ddfm"), stretch_luma=args.stretch)
             folder = output / method
             folder.mkdir(exist_ok=True)
             data.write_png_array(folder / f"{paths.name}.png", image)
-            rows.append((f"{paths.name}/{method}", _evaluate(image, vis, ir, args.mode)))
+            tables[method].append((paths.name, _evaluate(image, vis, ir, args.mode)))
             row.append((method, image))
-        panels.append([(f"{paths.name}: {title}", image) for title, image in row[:1]] + row[1:])
-    table = format_table(rows, label="pair/method")
+        panels.append([(f"{paths.name}: {row[0][0]}", row[0][1]), *row[1:]])
+    tables = {method: with_mean(rows) for method, rows in tables.items()}
+    table = "\n\n".join(f"{method}:\n{format_table(rows)}" for method, rows in tables.items())
     with data.atomic_write(output / "metrics.txt", "w") as handle:
         handle.write(table + "\n")
-    write_csv(output / "metrics.csv", rows, label="pair/method")
+    write_csv(output / "metrics.csv", tables)
     figure = comparison_figure(panels)
     with data.atomic_write(output / "comparison.png") as handle:
-        figure.savefig(handle, format="png", dpi=100)
+        figure.savefig(handle, format="png", dpi=80)
     print(table)
-    print(f"demo written to {output.resolve()} (fused images per method, comparison.png, metrics.csv)")
+    print(f"demo written to {output.resolve()}: fused images per method, comparison.png, metrics.txt/.csv")
     return 0
 
 
