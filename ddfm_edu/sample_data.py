@@ -98,7 +98,7 @@ def mri_and_pet(phantom: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarr
     return np.clip(block_mean(mri, 2), 0, 1), np.clip(pet / max(pet.max(), 1e-12), 0, 1)
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
+def quantise(image: np.ndarray) -> np.ndarray:
     """[0, 1] -> rounded uint8 on 0..255."""
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
 
@@ -126,7 +126,7 @@ def generate(out_dir: str | Path) -> list[Path]:
     for name, image in sorted(images.items()):
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        written.append(write_png_array(path, to_uint8(image.astype(np.float64))))
+        written.append(write_png_array(path, quantise(image.astype(np.float64))))
     return written
 
 
