@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddfm_edu.colour import luma, replace_luma
-from ddfm_edu.data import crop, pad_to_multiple
+from ddfm_edu.data import Padding, crop, pad_to_multiple
 from ddfm_edu.diffusion import RespacedSchedule, ddim_step, ddpm_posterior, ddpm_step, respace
 from ddfm_edu.em import VARIANTS as EM_VARIANTS
 from ddfm_edu.em import EMState, em_step
@@ -187,6 +187,34 @@ def _check_arguments(
         raise ValueError(f"seed must be an integer or None, got {seed!r}")
 
 
+def _keep(
+    trace: DDFMTrace | None,
+    slots: dict[int, int],
+    n: int,
+    step: DDFMStep,
+    padding: Padding,
+    schedule: RespacedSchedule,
+    dtype: torch.dtype | None,
+) -> DDFMTrace:
+    """Write step n (loop counter) into its slot of the trace, allocating the trace at the first
+    kept step (so its memory is known and bounded from the start: no lists, no final stacking)."""
+    values = {"x_t": step.x_t, "f_tilde": step.f_tilde, "f_hat": step.f_hat}
+    values.update(m_bar=step.state.m_bar, n_bar=step.state.n_bar, k=step.state.k, u=step.state.u)
+    values = {name: crop(value, padding) for name, value in values.items()}
+    values.update(gamma=step.state.gamma, rho=step.state.rho)
+    if trace is None:
+        steps = len(schedule)
+        kept_t = [schedule.timesteps[steps - 1 - kept_n] for kept_n in slots]
+        empty = {
+            name: value.new_empty((len(slots), *value.shape), dtype=dtype or value.dtype)
+            for name, value in values.items()
+        }
+        trace = DDFMTrace(t=torch.tensor(kept_t), **empty)
+    for name, value in values.items():
+        getattr(trace, name)[slots[n]] = value
+    return trace
+
+
 def _min_max(y: torch.Tensor) -> torch.Tensor:
     """Per image: 2 (y - min) / (max - min) - 1, the release's min-max stretch on [-1, 1]."""
     low = y.amin(dim=(1, 2, 3), keepdim=True)
@@ -255,9 +283,11 @@ def ddfm(
             )
 
     schedule = respace(prior.alpha_bar, steps)
-    kept: dict[str, list[torch.Tensor]] = {name: [] for name in DDFMTrace.FIELDS}
-    kept_t: list[int] = []
-    store_dtype = record_dtype or i.dtype
+    # Loop counter n of the kept steps -> their slot in the trace, allocated once at the first one.
+    slots = {
+        n: j for j, n in enumerate(n for n in range(steps) if every and (n % every == 0 or n == steps - 1))
+    }
+    trace = None
     noise_generator = None
     if sampler == "ddpm" and seed is not None:
         noise_generator = torch.Generator(device=i.device).manual_seed(seed)
@@ -272,15 +302,8 @@ def ddfm(
                 x, i_pad, v_pad, prior, schedule, k, state,
                 sampler=sampler, em_variant=em_variant, psi=psi, eta=eta, noise=noise,
             )  # fmt: skip
-            if every and (n % every == 0 or k == 0):
-                kept_t.append(step.t)
-                images = {"x_t": step.x_t, "f_tilde": step.f_tilde, "f_hat": step.f_hat}
-                images.update(m_bar=step.state.m_bar, n_bar=step.state.n_bar, k=step.state.k)
-                images["u"] = step.state.u
-                for name, value in images.items():
-                    kept[name].append(crop(value, padding).to(store_dtype))
-                kept["gamma"].append(step.state.gamma.to(store_dtype))
-                kept["rho"].append(step.state.rho.to(store_dtype))
+            if n in slots:
+                trace = _keep(trace, slots, n, step, padding, schedule, record_dtype)
             x, state = step.x_prev, step.state
 
     sample = crop(x, padding)
@@ -288,8 +311,4 @@ def ddfm(
         fused = _min_max(sample if prior.channels == 1 else luma(sample))
     else:
         fused = crop(step.f_hat, padding).clamp(-1.0, 1.0)
-    trace = None
-    if every:
-        stacked = {name: torch.stack(values) for name, values in kept.items()}
-        trace = DDFMTrace(t=torch.tensor(kept_t), **stacked)
     return DDFMResult(fused=fused, sample=sample, trace=trace)

@@ -31,6 +31,15 @@ def pair(batch: int = 1, height: int = SIZE, width: int = SIZE, seed: int = 0):
     return i, v.clamp(-1, 1)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one thread is faster, and steadier on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def prior():
     return GaussianPrior()
@@ -354,3 +363,19 @@ def test_schedule_of_the_prior_is_used():
     result = ddfm(i, v, prior, steps=5, seed=0, record=True, progress=False)
     assert result.trace.t.tolist() == [499, 374, 250, 125, 0]
     assert math.isfinite(float(result.fused.sum()))
+
+
+def test_adm_prior_any_size_is_padded_to_its_networks_stride():
+    """The guided-diffusion network only takes multiples of its stride (4 for this small one)."""
+    from ddfm_edu.priors.adm import ADMPrior, ADMUNet
+
+    torch.manual_seed(0)
+    unet = ADMUNet(
+        image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2,2", learn_sigma=True,
+        attention_resolutions="8", num_head_channels=8, use_scale_shift_norm=True, resblock_updown=True,
+    ).eval()  # fmt: skip
+    i, v = pair(height=30, width=29)
+    for variant in ("paper", "released"):
+        result = ddfm(i, v, ADMPrior(unet), steps=3, em_variant=variant, seed=0, progress=False)
+        assert result.fused.shape == (1, 1, 30, 29) and result.sample.shape == (1, 3, 30, 29)
+        assert torch.isfinite(result.fused).all()
