@@ -12,6 +12,8 @@ On [-1, 1] data the map is linear (no offsets), so grey (R = G = B) gives Y = R,
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 RGB_TO_YCBCR = torch.tensor(
@@ -24,16 +26,23 @@ RGB_TO_YCBCR = torch.tensor(
 )
 
 
+@lru_cache(maxsize=16)
+def _matrices(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward matrix and its inverse (computed in float64) on a device, made once per
+    (device, dtype) so that a per-step conversion copies nothing from the host."""
+    return RGB_TO_YCBCR.to(device, dtype), torch.linalg.inv(RGB_TO_YCBCR).to(device, dtype)
+
+
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) RGB in [-1, 1] -> (B, 3, H, W) stacked Y, Cb, Cr (Y in [-1, 1], chroma centred)."""
-    matrix = RGB_TO_YCBCR.to(device=rgb.device, dtype=rgb.dtype)
+    matrix, _ = _matrices(rgb.device, rgb.dtype)
     return torch.einsum("ij,bjhw->bihw", matrix, rgb)
 
 
 def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
     """Inverse of `rgb_to_ycbcr` (the exact matrix inverse, computed in float64)."""
-    matrix = torch.linalg.inv(RGB_TO_YCBCR).to(device=ycbcr.device, dtype=ycbcr.dtype)
-    return torch.einsum("ij,bjhw->bihw", matrix, ycbcr)
+    _, inverse = _matrices(ycbcr.device, ycbcr.dtype)
+    return torch.einsum("ij,bjhw->bihw", inverse, ycbcr)
 
 
 def luma(rgb: torch.Tensor) -> torch.Tensor:

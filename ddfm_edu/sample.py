@@ -147,14 +147,6 @@ def ddfm_step(
     return DDFMStep(t, x_t, x_prev, f_tilde, f_hat, x0, state)
 
 
-def _prior_stride(prior: Prior) -> int:
-    """The multiple H and W must have for the prior (`stride`; an ADM prior's network's stride)."""
-    stride = getattr(prior, "stride", None)
-    if stride is None:
-        stride = getattr(getattr(prior, "unet", None), "stride", 1)
-    return int(stride)
-
-
 def _record_every(record: bool | int) -> int:
     """0: no trace; n: keep every n-th step (and the last)."""
     if record is True:
@@ -268,8 +260,8 @@ def ddfm(
     ):
         raise ValueError(f"record_dtype must be a floating torch dtype or None, got {record_dtype!r}")
 
-    i_pad, padding = pad_to_multiple(i, _prior_stride(prior))
-    v_pad, _ = pad_to_multiple(v, _prior_stride(prior))
+    i_pad, padding = pad_to_multiple(i, prior.stride)
+    v_pad, _ = pad_to_multiple(v, prior.stride)
     shape = (i.shape[0], prior.channels, *i_pad.shape[-2:])
     if x_T is None:
         generator = None if seed is None else torch.Generator().manual_seed(seed)

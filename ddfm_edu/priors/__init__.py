@@ -7,9 +7,18 @@ from pathlib import Path
 
 import torch
 
+from ddfm_edu.priors.adm import ADMPrior, ADMUNet, CheckpointError, load_adm_checkpoint
 from ddfm_edu.priors.base import Prior
 
-__all__ = ["Prior", "load_prior", "resolve_device"]
+__all__ = [
+    "ADMPrior",
+    "ADMUNet",
+    "CheckpointError",
+    "Prior",
+    "load_adm_checkpoint",
+    "load_prior",
+    "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -31,7 +40,10 @@ def _looks_like_a_file(path: Path) -> bool:
 
 
 def load_prior(
-    spec: str | Path = "embedded", device: str | torch.device = "auto", half: bool = False
+    spec: str | Path = "embedded",
+    device: str | torch.device = "auto",
+    half: bool = False,
+    config: dict | str | Path | None = None,
 ) -> Prior:
     """A prior by name or checkpoint path, in eval mode on `device` (`resolve_device`).
 
@@ -41,7 +53,8 @@ def load_prior(
     (`load_adm_checkpoint`, architecture from the file name), which refuses a missing, truncated or
     mismatched file with an error naming it (a spec counts as a path when the file exists, or when
     it has a folder part or a checkpoint suffix). half=True runs an ADM network's body in float16
-    (for CUDA). Anything else raises ValueError naming the spec and the choices.
+    (for CUDA); `config` (a dict or a JSON file) gives an ADM checkpoint's architecture when its
+    file name does not. Anything else raises ValueError naming the spec and the choices.
     """
     device = resolve_device(device)
     if isinstance(spec, str) and spec == "embedded":
@@ -53,7 +66,5 @@ def load_prior(
 
         return GaussianPrior().to(device).eval()
     if isinstance(spec, (str, Path)) and _looks_like_a_file(Path(spec)):
-        from ddfm_edu.priors.adm import load_adm_checkpoint
-
-        return load_adm_checkpoint(spec, config=None, device=device, half=half)
+        return load_adm_checkpoint(spec, config=config, device=device, half=half)
     raise ValueError(f"prior {spec!r} is neither one of {PRIOR_NAMES} nor an existing checkpoint file")

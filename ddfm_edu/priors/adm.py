@@ -499,6 +499,7 @@ class ADMPrior(Prior):
     def __init__(self, unet: ADMUNet, *, half: bool = False, alpha_bar: torch.Tensor | None = None):
         super().__init__(alpha_bar)
         self.unet = unet
+        self.stride = unet.stride
         if half:
             unet.convert_to_fp16()
 

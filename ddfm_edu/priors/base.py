@@ -19,9 +19,11 @@ from ddfm_edu.diffusion import linear_alpha_bar
 
 
 class Prior(nn.Module):
-    """Base class: subclasses set `channels` (1 grey or 3 RGB) and implement `predict_x0`."""
+    """Base class: subclasses set `channels` (1 grey or 3 RGB) and `stride` (H and W must be
+    multiples of it; the sampler reflect-pads to it) and implement `predict_x0`."""
 
     channels: int = 1
+    stride: int = 1
 
     def __init__(self, alpha_bar: torch.Tensor | None = None) -> None:
         super().__init__()
