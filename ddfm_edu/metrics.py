@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 MODES = ("reference", "standard")
 METRIC_NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "CC", "MSE", "PSNR")
-BT601_LUMA = (0.299, 0.587, 0.114)
+BT601_LUMA_PER_MILLE = (299, 587, 114)  # Y = 0.299 R + 0.587 G + 0.114 B
 
 # VIF (Sheikh & Bovik, pixel domain): model noise variance and the small-variance threshold.
 VIF_SIGMA_N_SQ = 2.0
@@ -51,10 +51,14 @@ def _check_mode(mode: str) -> None:
 def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
     """A float64 (H, W) grey image from an (H, W) grey or (H, W, 3) RGB array of any real dtype.
 
-    RGB is reduced to rounded BT.601 luma, round(0.299 R + 0.587 G + 0.114 B) (numpy rounding, half
-    to even), as the reference evaluator reads images (OpenCV BGR2GRAY, then np.round). Grey input is
-    converted to float64 unchanged (uint8 is never used for arithmetic). Raises ValueError naming
-    `name` for a non-array, a wrong shape, a non-real dtype or NaN / infinite values.
+    RGB is reduced to rounded BT.601 luma, round(0.299 R + 0.587 G + 0.114 B), as the reference
+    evaluator reads images (OpenCV BGR2GRAY, then np.round). For integer-valued RGB the rounding is
+    exact, (299 R + 587 G + 114 B) / 1000 rounded half to even; the evaluator's float32 arithmetic
+    decides the exact ties (x.5) either way, so about 1 RGB triple in 20,000 may differ from it by one
+    grey level. PIL's convert("L") is a different integer approximation (it differs on ~1 triple in
+    2,000). Grey input is converted to float64 unchanged (uint8 is never used for arithmetic).
+    Raises ValueError naming `name` for a non-array, a wrong shape, a non-real dtype or NaN /
+    infinite values.
     """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
@@ -63,7 +67,7 @@ def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
     ):
         raise ValueError(f"{name} must have a real numeric dtype, got {image.dtype}")
     if image.ndim == 3 and image.shape[2] == 3:
-        grey = np.round(image.astype(np.float64) @ np.asarray(BT601_LUMA))
+        grey = _rounded_luma(image)
     elif image.ndim == 2:
         grey = image.astype(np.float64)
     else:
@@ -73,6 +77,19 @@ def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
     if not np.isfinite(grey).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return grey
+
+
+def _rounded_luma(rgb: np.ndarray) -> np.ndarray:
+    """round(0.299 R + 0.587 G + 0.114 B) as float64, exactly (half to even) for integer values."""
+    weights = np.asarray(BT601_LUMA_PER_MILLE)
+    values = rgb.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        integral = np.array_equal(values, np.round(values)) and np.abs(values).max() < 2**40
+    if not integral:
+        return np.round(values @ (weights / 1000.0))
+    quotient, remainder = np.divmod(values.astype(np.int64) @ weights, 1000)
+    round_up = (remainder > 500) | ((remainder == 500) & (quotient % 2 == 1))
+    return (quotient + round_up).astype(np.float64)
 
 
 def _grey_triple(
