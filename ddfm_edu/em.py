@@ -113,9 +113,7 @@ def k_update(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     conj(D_hat) fft2(u) is fft2(grad^T u), so grad^T u is formed in pixel space (a stencil) and one
     rfft2 / irfft2 pair solves the system exactly (periodic boundary). x: (B,1,H,W), u: (B,2,H,W).
     """
-    rhs = grad_adjoint(u)
-    rhs += x
-    return solve_eye_plus_gtg(rhs)
+    return solve_eye_plus_gtg(grad_adjoint(u, add_to=x))
 
 
 def u_update(k: torch.Tensor, psi: float, eta: float) -> torch.Tensor:

@@ -27,21 +27,26 @@ def grad(x: torch.Tensor) -> torch.Tensor:
 
     (grad x)_0[r, c] = x[r, c+1] - x[r, c],   (grad x)_1[r, c] = x[r+1, c] - x[r, c]   (periodic)
     """
-    out = x.new_empty(x.shape[0], 2, *x.shape[2:])
-    out[:, 0:1, :, :-1] = x[..., 1:] - x[..., :-1]
-    out[:, 0:1, :, -1:] = x[..., :1] - x[..., -1:]
-    out[:, 1:2, :-1, :] = x[..., 1:, :] - x[..., :-1, :]
-    out[:, 1:2, -1:, :] = x[..., :1, :] - x[..., -1:, :]
+    if torch.is_grad_enabled() and x.requires_grad:  # autograd-friendly path
+        return torch.cat([x.roll(-1, dims=-1) - x, x.roll(-1, dims=-2) - x], dim=1)
+    out = x.new_empty(x.shape[0], 2, *x.shape[2:])  # written in place: no temporaries
+    dx, dy = out[:, 0:1], out[:, 1:2]
+    torch.sub(x[..., 1:], x[..., :-1], out=dx[..., :-1])
+    torch.sub(x[..., :1], x[..., -1:], out=dx[..., -1:])
+    torch.sub(x[..., 1:, :], x[..., :-1, :], out=dy[..., :-1, :])
+    torch.sub(x[..., :1, :], x[..., -1:, :], out=dy[..., -1:, :])
     return out
 
 
-def grad_adjoint(u: torch.Tensor) -> torch.Tensor:
-    r"""The adjoint grad^T: (B, 2, H, W) -> (B, 1, H, W), so that <grad x, u> = <x, grad^T u>.
+def grad_adjoint(u: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
+    r"""The adjoint grad^T: (B, 2, H, W) -> (B, 1, H, W), so that <grad x, u> = <x, grad^T u>;
+    with `add_to` = x, returns x + grad^T u (one pass less).
 
     (grad^T u)[r, c] = u_0[r, c-1] - u_0[r, c] + u_1[r-1, c] - u_1[r, c]   (periodic)
     """
     ux, uy = u[:, 0:1], u[:, 1:2]
-    out = -ux - uy
+    out = -ux if add_to is None else add_to - ux
+    out -= uy
     out[..., 1:] += ux[..., :-1]
     out[..., :1] += ux[..., -1:]
     out[..., 1:, :] += uy[..., :-1, :]
@@ -78,13 +83,19 @@ def inverse_symbol_eye_plus_gtg(H: int, W: int, device: torch.device, dtype: tor
     return 1.0 / (1.0 + dx_hat.abs().square() + dy_hat.abs().square())
 
 
+@lru_cache(maxsize=32)
+def _complex_inverse_symbol(H: int, W: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # the same values stored as complex, so that the product with a spectrum needs no conversion
+    return inverse_symbol_eye_plus_gtg(H, W, device, dtype).to(torch.promote_types(dtype, torch.complex64))
+
+
 def solve_eye_plus_gtg(b: torch.Tensor) -> torch.Tensor:
     r"""The exact solution k of (I + grad^T grad) k = b for periodic grad, (B, 1, H, W):
 
     k = irfft2[ rfft2(b) / (1 + |Dx_hat|^2 + |Dy_hat|^2) ]     (one FFT pair, cached symbol)
     """
     H, W = b.shape[-2:]
-    symbol = inverse_symbol_eye_plus_gtg(H, W, b.device, b.dtype)
+    symbol = _complex_inverse_symbol(H, W, b.device, b.dtype)
     b_hat = torch.fft.rfft2(b)
     b_hat.mul_(symbol)
     return torch.fft.irfft2(b_hat, s=(H, W))

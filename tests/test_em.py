@@ -64,6 +64,8 @@ def test_grad_and_adjoint_match_dense_matrices():
     u = torch.randn(2, 2, H, W, dtype=torch.float64)
     expected = (G @ x.reshape(2, -1).numpy().T).T.reshape(2, 2, H, W)
     np.testing.assert_allclose(operators.grad(x).numpy(), expected, atol=1e-12)
+    with_autograd = operators.grad(x.clone().requires_grad_(True)).detach()  # the autograd path
+    np.testing.assert_allclose(with_autograd.numpy(), expected, atol=1e-12)
     expected_adj = (G.T @ u.reshape(2, -1).numpy().T).T.reshape(2, 1, H, W)
     np.testing.assert_allclose(operators.grad_adjoint(u).numpy(), expected_adj, atol=1e-12)
     torch.testing.assert_close(operators.grad_t_grad(x), operators.grad_adjoint(operators.grad(x)))
