@@ -39,10 +39,11 @@ from ddfm_edu.validation import check_images
 VARIANTS = ("paper", "released")
 
 RESIDUAL_FLOOR = 1e-3
-"""Floor on |r| in the E-step: m_bar = sqrt(2/gamma) / max(|r|, RESIDUAL_FLOOR), likewise n_bar.
-|r| can be exactly 0 (e.g. f = v gives x = 0); the floor caps a weight at sqrt(2/gamma) 1e3. On the
-[-1, 1] scale one grey level of an 8-bit image is 2/255 ~ 7.8e-3, so the floor is ~1/8 grey level.
-The release guards instead with sqrt(r^2 + 1e-6), a floor of the same size."""
+"""Floor on |r| in the E-step: |r| is replaced by sqrt(r^2 + RESIDUAL_FLOOR^2) (a smooth floor), so
+m_bar = sqrt(2/gamma) / sqrt((y - x)^2 + 1e-6), likewise n_bar. |r| can be exactly 0 (f = v gives
+x = 0); the floor caps a weight at sqrt(2/gamma) 1e3 and changes |r| by less than 5e-4 elsewhere.
+On the [-1, 1] scale one grey level of an 8-bit image is 2/255 ~ 7.8e-3: the floor is ~1/8 of it.
+The release guards its n_bar the same way (sqrt(x^2 + 1e-6))."""
 
 
 @dataclass
@@ -92,11 +93,12 @@ def e_step(
         gamma <- mean_ij E[m | y - x] = mean_ij |y - x| sqrt(gamma/2) + gamma/2
         rho   <- mean_ij E[n | x]     = mean_ij |x| sqrt(rho/2) + rho/2
 
-    |r| is floored at `floor` (RESIDUAL_FLOOR) in all four. x, y: (B, 1, H, W); gamma, rho: (B,).
-    Returns (m_bar, n_bar, gamma_new, rho_new); the weights use the OLD gamma and rho.
+    |r| stands for sqrt(r^2 + floor^2) (RESIDUAL_FLOOR) in all four. x, y: (B, 1, H, W); gamma, rho:
+    (B,). Returns (m_bar, n_bar, gamma_new, rho_new); the weights use the OLD gamma and rho.
     """
-    abs_r_m = (y - x).abs_().clamp_min_(floor)
-    abs_r_n = x.abs().clamp_min_(floor)
+    floor_t = x.new_tensor(floor)
+    abs_r_m = torch.hypot(y - x, floor_t)
+    abs_r_n = torch.hypot(x, floor_t)
     m_bar = torch.div((2.0 / gamma).sqrt_().view(-1, 1, 1, 1), abs_r_m)
     n_bar = torch.div((2.0 / rho).sqrt_().view(-1, 1, 1, 1), abs_r_n)
     gamma_new = abs_r_m.mean(dim=(1, 2, 3)) * (gamma / 2.0).sqrt() + gamma / 2.0
@@ -121,7 +123,7 @@ def u_update(k: torch.Tensor, psi: float, eta: float) -> torch.Tensor:
 
     u = eta / (2 psi + eta) * grad k          (B, 2, H, W)
     """
-    return grad(k).mul_(eta / (2.0 * psi + eta))
+    return grad(k * (eta / (2.0 * psi + eta)))  # grad is linear: scale the smaller tensor
 
 
 def x_update(
@@ -131,8 +133,9 @@ def x_update(
 
     x = (2 m_bar y + eta k) / (2 m_bar + 2 n_bar + eta)          (element-wise)
     """
-    numerator = torch.addcmul(k * (eta / 2.0), m_bar, y)  # (m_bar y + (eta/2) k)
-    denominator = torch.add(m_bar, n_bar).add_(eta / 2.0)  # (m_bar + n_bar + eta/2)
+    # divided through by eta/2: (k + (2/eta) m_bar y) / (1 + (2/eta) (m_bar + n_bar)), fewer passes
+    numerator = torch.addcmul(k, m_bar, y, value=2.0 / eta)
+    denominator = torch.add(m_bar, n_bar).mul_(2.0 / eta).add_(1.0)
     return numerator.div_(denominator)
 
 

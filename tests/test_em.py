@@ -30,7 +30,7 @@ def numpy_paper_em_step(f0, i, v, m_bar, n_bar, k, u, gamma, rho, psi, eta, floo
     complex FFTs and closed-form transfer functions (no code shared with ddfm_edu.em)."""
     x, y = f0 - v, i - v
     g, p = gamma[:, None, None, None], rho[:, None, None, None]
-    r_m, r_n = np.maximum(np.abs(y - x), floor), np.maximum(np.abs(x), floor)
+    r_m, r_n = np.sqrt((y - x) ** 2 + floor**2), np.sqrt(x**2 + floor**2)
     m_bar, n_bar = np.sqrt(2 / g) / r_m, np.sqrt(2 / p) / r_n
     gamma = np.mean(r_m * np.sqrt(g / 2) + g / 2, axis=(1, 2, 3))
     rho = np.mean(r_n * np.sqrt(p / 2) + p / 2, axis=(1, 2, 3))
@@ -110,8 +110,8 @@ def test_e_step_matches_proposition_2_with_floor():
     gamma, rho = torch.tensor([0.5, 2.0], dtype=torch.float64), torch.tensor([1.5, 0.2], dtype=torch.float64)
     m_bar, n_bar, gamma_new, rho_new = em.e_step(x, y, gamma, rho)
     floor = em.RESIDUAL_FLOOR
-    r_m = np.maximum(np.abs((y - x).numpy()), floor)
-    r_n = np.maximum(np.abs(x.numpy()), floor)
+    r_m = np.sqrt((y - x).numpy() ** 2 + floor**2)
+    r_n = np.sqrt(x.numpy() ** 2 + floor**2)
     e_inv_m, e_m = gsm.posterior_moments(r_m, gamma.numpy()[:, None, None, None])
     e_inv_n, e_n = gsm.posterior_moments(r_n, rho.numpy()[:, None, None, None])
     np.testing.assert_allclose(m_bar.numpy(), e_inv_m, rtol=1e-12)

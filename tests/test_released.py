@@ -106,7 +106,8 @@ def test_released_equals_i_plus_v_minus_paper_as_eta_vanishes_with_the_cap_inact
     f_paper, _ = em.em_step(f0, i, v, eta=1e-9)
     f_released, state = em.em_step(f0, i, v, eta=1e-9, variant="released")
     assert (state.n_bar < 2 * state.m_bar).all()  # the cap is inactive
-    torch.testing.assert_close(f_released, i + v - f_paper, rtol=0, atol=1e-5)
+    # up to the guards: the paper's sqrt(r^2 + 1e-6) and the release's 1e-6 terms (|r| >= 0.01)
+    torch.testing.assert_close(f_released, i + v - f_paper, rtol=0, atol=1e-4)
     assert (f_released - f_paper).abs().max() > 0.1  # and the two really differ
 
 
