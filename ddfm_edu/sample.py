@@ -304,3 +304,53 @@ def ddfm(
     else:
         fused = crop(step.f_hat, padding).clamp(-1.0, 1.0)
     return DDFMResult(fused=fused, sample=sample, trace=trace)
+
+
+def sample_prior(
+    prior: Prior,
+    shape: tuple[int, int, int, int],
+    *,
+    steps: int = 100,
+    sampler: str = "ddim",
+    seed: int | None = None,
+    x_T: torch.Tensor | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    r"""What the prior alone generates: the DDFM loop without EM (f_hat_{0|t} = f_tilde_{0|t}).
+
+    Per kept step t = t_k, k = S-1 .. 0: f_tilde = prior.predict_x0(f_t, t), then the same update
+    as `ddfm` (sampler="ddpm": f_{t-1} = mu_tilde + sigma_tilde z; "ddim": eta = 0). shape:
+    (B, prior.channels, H, W), H and W multiples of prior.stride. x_T and the noise are drawn as in
+    `ddfm` (x_T on the CPU from `seed`, z on the prior's device). Returns the last sample f_0
+    (B, C, H, W) on the prior's device, equal to the last estimate f_tilde_{0|0}.
+    """
+    _check_arguments(prior, steps, sampler, "paper", 0.5, 1e-3, seed)
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[1] != prior.channels:
+        raise ValueError(f"shape must be (B, {prior.channels}, H, W) for this prior, got {shape}")
+    if shape[2] % prior.stride or shape[3] % prior.stride:
+        raise ValueError(f"shape's H and W must be multiples of the prior's stride {prior.stride}: {shape}")
+    device = prior.device
+    if x_T is None:
+        generator = None if seed is None else torch.Generator().manual_seed(seed)
+        x_T = torch.randn(shape, generator=generator).to(device)
+    elif tuple(x_T.shape) != shape or x_T.device != device:
+        raise ValueError(f"x_T must have shape {shape} on {device}, got {tuple(x_T.shape)} on {x_T.device}")
+    noise_generator = None
+    if sampler == "ddpm" and seed is not None:
+        noise_generator = torch.Generator(device=device).manual_seed(seed)
+    schedule = respace(prior.alpha_bar, steps)
+    x = x_T
+    with torch.no_grad():
+        for k in tqdm(range(steps - 1, -1, -1), desc="prior", disable=not progress):
+            alpha_bar, alpha_bar_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev(k)
+            t_batch = torch.full((shape[0],), schedule.timesteps[k], dtype=torch.long, device=device)
+            f_tilde = prior.predict_x0(x, t_batch).to(x.dtype)
+            if sampler == "ddim":
+                x = ddim_step(x, f_tilde, alpha_bar, alpha_bar_prev)
+            elif k == 0:
+                x = ddpm_posterior(x, f_tilde, alpha_bar, alpha_bar_prev)[0]
+            else:
+                noise = torch.randn(shape, generator=noise_generator, device=device, dtype=x.dtype)
+                x = ddpm_step(x, f_tilde, alpha_bar, alpha_bar_prev, noise)
+    return x
