@@ -14,6 +14,9 @@ Notebook 01 (Laplace as a Gaussian scale mixture): check_laplace_pdf, check_lapl
 Notebook 02 (the E-step): check_m_bar, check_posterior_mean_m, check_gamma_update.
 Notebook 03 (the M-step by HQS): check_grad, check_k_update, check_x_update.
 Notebook 04 (EM fusion and phi): check_phi_from_scales, check_rho_from_phi, check_l1_fusion_loss.
+Notebook 00 (quickstart): check_max_abs. Notebook 07 (evaluation): check_entropy,
+    check_spatial_frequency. Notebook 08 (medical fusion): check_luma, check_merge_luma_chroma.
+These five print "not attempted yet" (and return False) while the reader's stub returns None.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from ddfm_edu import em, gsm, operators
+from ddfm_edu import baselines, colour, data, diffusion, em, gsm, metrics, operators
 
 
 class ExerciseError(AssertionError):
@@ -391,3 +394,238 @@ def check_l1_fusion_loss(fn: Callable) -> bool:
         ),
     ]
     return _check("check_l1_fusion_loss", fn, reference, cases, hints)
+
+
+# ------------------------------------------------------------------ notebooks 00, 07, 08
+
+
+def _attempted(name: str, fn: Callable, *args: object) -> bool:
+    """False, with a "not attempted yet" line, while the reader's stub returns None for `args`
+    (a committed notebook runs its stubs: they must not raise). Errors are left to `_check`."""
+    try:
+        result = fn(*args)
+    except Exception:  # noqa: BLE001 - `_check` calls it again and reports the error
+        return True
+    if result is None:
+        print(f"{name}: not attempted yet (your function returns None): fill it in and run the cell again.")
+        return False
+    return True
+
+
+def check_max_abs(fn: Callable) -> bool:
+    """fn(a, b) = the coefficient of larger magnitude, pixel by pixel, WITH its sign (the rule of
+    Laplacian-pyramid fusion for detail bands): a where |a| >= |b|, else b."""
+    a, b = _image(1, 1, 5, 6, seed=10), _image(1, 1, 5, 6, seed=11)
+    cases = [
+        Case("two random bands", (a, b), "a, b of shape (1, 1, 5, 6), values of both signs"),
+        Case("a batch", (_image(2, 1, 3, 4, seed=12), _image(2, 1, 3, 4, seed=13)), "shape (2, 1, 3, 4)"),
+    ]
+    if not _attempted("check_max_abs", fn, a, b):
+        return False
+    hints = [
+        (torch.maximum, "that is the larger VALUE; a detail of -0.9 beats one of +0.2: compare |a|, |b|"),
+        (
+            lambda a, b: torch.maximum(a.abs(), b.abs()),
+            "keep the selected coefficient with its sign, not its magnitude",
+        ),
+        (lambda a, b: torch.where(a.abs() >= b.abs(), b, a), "inverted: keep the LARGER magnitude"),
+    ]
+    return _check("check_max_abs", fn, baselines.select_max_abs, cases, hints, atol=1e-12)
+
+
+def _grey_cases() -> list[Case]:
+    rng = np.random.default_rng(7)
+    noisy = rng.integers(0, 256, (40, 50)).astype(np.float64)
+    return [
+        Case("a ramp over all 256 levels", (np.tile(np.arange(256.0), (4, 1)),), "a 4 x 256 ramp 0..255"),
+        Case("a two-level image", (np.repeat([[10.0, 200.0]], 6, axis=0),), "half 10, half 200 (6 x 2)"),
+        Case("a noisy uint8 image", (noisy.astype(np.uint8),), "random uint8 values, 40 x 50"),
+        Case("non-integer values", (noisy + rng.uniform(-0.45, 0.45, noisy.shape),),
+             "the same image + uniform noise in (-0.45, 0.45) (float64)"),
+    ]  # fmt: skip
+
+
+def check_entropy(fn: Callable) -> bool:
+    """fn(f) = EN of a grey image on 0..255 (numpy): -sum p_l log2 p_l over the 256-bin histogram
+    of round(f), empty bins skipped (`ddfm_edu.metrics.en`)."""
+    cases = _grey_cases()
+    if not _attempted("check_entropy", fn, *cases[0].args):
+        return False
+
+    def per_value(f):
+        _, counts = np.unique(np.asarray(f, dtype=np.float64), return_counts=True)
+        p = counts / counts.sum()
+        return -(p * np.log2(p)).sum()
+
+    hints = [
+        (lambda f: metrics.en(f) * np.log(2), "EN is in bits: log base 2, not the natural log"),
+        (lambda f: metrics.en(f) * np.log10(2), "EN is in bits: log base 2, not log10"),
+        (per_value, "round to the 256 grey levels first: a float image has one value per pixel"),
+    ]
+    return _check("check_entropy", fn, metrics.en, cases, hints)
+
+
+def check_spatial_frequency(fn: Callable) -> bool:
+    """fn(f) = SF = sqrt(RF^2 + CF^2) of a grey image (numpy, float or uint8 on 0..255), RF^2 and
+    CF^2 the means of the squared horizontal and vertical neighbour differences (`metrics.sf`)."""
+    cases = _grey_cases()
+    if not _attempted("check_spatial_frequency", fn, *cases[0].args):
+        return False
+
+    def naive(f):  # differences and squares in f's own dtype: uint8 wraps around
+        return np.sqrt(np.mean(np.diff(f, axis=1) ** 2) + np.mean(np.diff(f, axis=0) ** 2))
+
+    def no_root(f):
+        return metrics.sf(f) ** 2
+
+    def root_sum(f):
+        f = np.asarray(f, dtype=np.float64)
+        return np.sqrt(np.mean(np.diff(f, axis=1) ** 2)) + np.sqrt(np.mean(np.diff(f, axis=0) ** 2))
+
+    hints = [
+        (naive, "convert to float first: on uint8, differences (and squares) wrap around modulo 256"),
+        (no_root, "take the square root of RF^2 + CF^2"),
+        (root_sum, "SF = sqrt(RF^2 + CF^2), not RF + CF"),
+    ]
+    return _check("check_spatial_frequency", fn, metrics.sf, cases, hints)
+
+
+def _rgb(*shape: int, seed: int) -> torch.Tensor:
+    """Random RGB in [-1, 1] (float64)."""
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2 - 1
+
+
+def check_luma(fn: Callable) -> bool:
+    """fn(rgb) = BT.601 luma Y = 0.299 R + 0.587 G + 0.114 B, (B, 3, H, W) -> (B, 1, H, W)."""
+    rgb = _rgb(1, 3, 4, 5, seed=20)
+    cases = [
+        Case("a random colour image", (rgb,), "rgb of shape (1, 3, 4, 5) in [-1, 1]"),
+        Case("a batch", (_rgb(2, 3, 3, 2, seed=21),), "rgb of shape (2, 3, 3, 2)"),
+    ]
+    if not _attempted("check_luma", fn, rgb):
+        return False
+    hints = [
+        (lambda x: x.mean(dim=1, keepdim=True), "not the plain mean: green counts most (0.587), blue least"),
+        (
+            lambda x: torch.einsum("c,bchw->bhw", x.new_tensor([0.2126, 0.7152, 0.0722]), x)[:, None],
+            "these are the BT.709 (HDTV) weights; the fusion literature uses BT.601: 0.299, 0.587, 0.114",
+        ),
+        (lambda x: colour.luma(x)[:, 0], "keep the channel axis: (B, 1, H, W)"),
+    ]
+    return _check("check_luma", fn, colour.luma, cases, hints, atol=1e-9)
+
+
+def check_merge_luma_chroma(fn: Callable) -> bool:
+    """fn(y, chroma) = RGB (B, 3, H, W) with luma y (B, 1, H, W) and chroma (Cb, Cr) (B, 2, H, W),
+    BT.601 full range on [-1, 1] (centred chroma): R = Y + 1.402 Cr, G = Y - 0.344136 Cb -
+    0.714136 Cr, B = Y + 1.772 Cb (`ddfm_edu.data.merge_chroma`)."""
+    ycbcr = colour.rgb_to_ycbcr(_rgb(1, 3, 4, 5, seed=22))
+    y, chroma = _rgb(1, 1, 4, 5, seed=23), ycbcr[:, 1:]
+    cases = [
+        Case("a fused luma with PET chroma", (y, chroma), "random y (1, 1, 4, 5), a colour image's chroma"),
+        Case("grey (zero chroma)", (y, torch.zeros_like(chroma)), "the same y, Cb = Cr = 0: R = G = B = Y"),
+        Case("a batch", (_rgb(2, 1, 3, 2, seed=24), colour.rgb_to_ycbcr(_rgb(2, 3, 3, 2, seed=25))[:, 1:]),
+             "y (2, 1, 3, 2), chroma (2, 2, 3, 2)"),
+    ]  # fmt: skip
+    if not _attempted("check_merge_luma_chroma", fn, y, chroma):
+        return False
+    hints = [
+        (lambda y, c: data.merge_chroma(y, c.flip(1)), "Cb and Cr are swapped: channel 0 is Cb, 1 is Cr"),
+        (
+            lambda y, c: torch.einsum("ij,bjhw->bihw", colour.RGB_TO_YCBCR.to(y), torch.cat([y, c], 1)),
+            "that is the forward (RGB -> YCbCr) matrix; merging needs its inverse",
+        ),
+        (
+            lambda y, c: torch.cat([y + c[:, 1:], y - c[:, :1] - c[:, 1:], y + c[:, :1]], 1),
+            "the chroma coefficients are 1.402 (Cr in R), 0.344136 and 0.714136 (G), 1.772 (Cb in B)",
+        ),
+    ]
+    return _check("check_merge_luma_chroma", fn, data.merge_chroma, cases, hints, atol=1e-9)
+
+
+# ------------------------------------------------------------------ notebook 05
+
+
+def _diffusion_cases(n_images: int, seed: int) -> list[Case]:
+    """Random (1, 1, 4, 5) images and a few alpha_bar values of the linear schedule."""
+    images = [_image(1, 1, 4, 5, seed=seed + j) for j in range(n_images)]
+    return [
+        Case("t = 50 (little noise)", (*images, 0.9807), "alpha_bar = 0.9807"),
+        Case("t = 500", (*images, 0.0784), "alpha_bar = 0.0784"),
+        Case("t = 999 (almost pure noise)", (*images, 4.04e-5), "alpha_bar = 4.04e-5"),
+    ]
+
+
+def check_q_sample(fn: Callable) -> bool:
+    """fn(f0, alpha_bar, noise) = f_t = sqrt(alpha_bar) f0 + sqrt(1 - alpha_bar) noise."""
+    cases = [
+        Case(c.label, (c.args[0], c.args[2], c.args[1]), f"{c.where}, random f0 and noise")
+        for c in _diffusion_cases(2, seed=20)
+    ]
+    if not _attempted("check_q_sample", fn, *cases[0].args):
+        return False
+    hints = [
+        (
+            lambda f0, a, z: a * f0 + (1 - a) * z,
+            "alpha_bar and 1 - alpha_bar are VARIANCES: take square roots",
+        ),
+        (
+            lambda f0, a, z: a**0.5 * f0 + (1 - a) * z,
+            "the noise's standard deviation is sqrt(1 - alpha_bar), so that Var f_t = 1 for Var f0 = 1",
+        ),
+        (
+            lambda f0, a, z: (1 - a) ** 0.5 * f0 + a**0.5 * z,
+            "swapped: alpha_bar is the share of the SIGNAL (close to 1 at small t)",
+        ),
+    ]
+    return _check("check_q_sample", fn, diffusion.q_sample, cases, hints, atol=1e-9)
+
+
+def check_tweedie(fn: Callable) -> bool:
+    """fn(f_t, eps, alpha_bar) = f_{0|t} = (f_t - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar)."""
+    cases = [Case(c.label, c.args, f"{c.where}, random f_t and eps") for c in _diffusion_cases(2, seed=30)]
+    if not _attempted("check_tweedie", fn, *cases[0].args):
+        return False
+    hints = [
+        (
+            lambda f, e, a: (f - (1 - a) * e) / a**0.5,
+            "the noise in f_t has standard deviation sqrt(1 - alpha_bar): subtract sqrt(1 - alpha_bar) eps",
+        ),
+        (
+            lambda f, e, a: (f - (1 - a) ** 0.5 * e) * a**0.5,
+            "f_t holds sqrt(alpha_bar) f_0: DIVIDE by sqrt(alpha_bar)",
+        ),
+        (lambda f, e, a: f - (1 - a) ** 0.5 * e, "what is left is sqrt(alpha_bar) f_0: divide by it"),
+        (lambda f, e, a: (f + (1 - a) ** 0.5 * e) / a**0.5, "subtract the noise, do not add it"),
+    ]
+    return _check("check_tweedie", fn, diffusion.x0_from_eps, cases, hints, rtol=1e-6, atol=1e-8)
+
+
+def check_ddim_step(fn: Callable) -> bool:
+    """fn(f_t, f0, alpha_bar, alpha_bar_prev) = the DDIM (eta = 0) update
+    sqrt(alpha_bar_prev) f0 + sqrt(1 - alpha_bar_prev) eps', eps' = (f_t - sqrt(alpha_bar) f0) /
+    sqrt(1 - alpha_bar)."""
+    f_t, f0 = _image(1, 1, 4, 5, seed=40), _image(1, 1, 4, 5, seed=41)
+    cases = [
+        Case("t = 500 -> 490", (f_t, f0, 0.0784, 0.0848), "alpha_bar = 0.0784, alpha_bar_prev = 0.0848"),
+        Case("t = 999 -> 949", (f_t, f0, 4.04e-5, 1.23e-4), "alpha_bar = 4.04e-5, alpha_bar_prev = 1.23e-4"),
+        Case("the last step t = 0", (f_t, f0, 0.9999, 1.0), "alpha_bar = 0.9999, alpha_bar_prev = 1"),
+    ]
+    if not _attempted("check_ddim_step", fn, *cases[0].args):
+        return False
+    hints = [
+        (
+            lambda f, x0, a, ap: diffusion.ddpm_posterior(f, x0, a, ap)[0],
+            "that is the DDPM posterior mean mu_tilde; DDIM re-noises f0 with the noise eps' that "
+            "f_t implies",
+        ),
+        (
+            lambda f, x0, a, ap: diffusion.ddim_step(f, x0, ap, a),
+            "alpha_bar (of t) and alpha_bar_prev (of the next, less noisy step) are swapped",
+        ),
+        (
+            lambda f, x0, a, ap: ap**0.5 * x0 + (1 - ap) ** 0.5 * (f - x0) / (1 - a) ** 0.5,
+            "eps' = (f_t - sqrt(alpha_bar) f0) / sqrt(1 - alpha_bar): f_t holds sqrt(alpha_bar) f0",
+        ),
+    ]
+    return _check("check_ddim_step", fn, diffusion.ddim_step, cases, hints, rtol=1e-6, atol=1e-8)

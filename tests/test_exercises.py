@@ -122,3 +122,158 @@ def test_large_residual_message_and_reader_errors():
         ex.check_laplace_scale(lambda b: 1 / 0)
     with pytest.raises(ex.ExerciseError, match="KS p = .*numpy's exponential takes the MEAN"):
         ex.check_gsm_sampler(lambda mu, b, size, rng: rng.normal(mu, np.sqrt(rng.exponential(1 / b, size))))
+
+
+# ------------------------------------------------------------------ notebooks 00, 07, 08
+# The answers the notebooks give in their collapsed "Answer" blocks.
+def answer_max_abs(a, b):
+    return torch.where(a.abs() >= b.abs(), a, b)
+
+
+def answer_entropy(f):
+    levels = np.round(np.asarray(f, dtype=np.float64)).astype(int)
+    p = np.bincount(levels.ravel(), minlength=256) / levels.size
+    p = p[p > 0]
+    return -(p * np.log2(p)).sum()
+
+
+def answer_spatial_frequency(f):
+    f = np.asarray(f, dtype=np.float64)
+    return np.sqrt(np.mean(np.diff(f, axis=1) ** 2) + np.mean(np.diff(f, axis=0) ** 2))
+
+
+def answer_luma(rgb):
+    return 0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]
+
+
+def answer_merge(y, chroma):
+    cb, cr = chroma[:, 0:1], chroma[:, 1:2]
+    return torch.cat([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], dim=1)
+
+
+NOTEBOOK_ANSWERS = [
+    (ex.check_max_abs, answer_max_abs),
+    (ex.check_entropy, answer_entropy),
+    (ex.check_spatial_frequency, answer_spatial_frequency),
+    (ex.check_luma, answer_luma),
+    (ex.check_merge_luma_chroma, answer_merge),
+]
+
+
+@pytest.mark.parametrize("checker,answer", NOTEBOOK_ANSWERS)
+def test_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
+    assert checker(answer) is True
+    assert "correct on" in capsys.readouterr().out
+    # The committed notebooks run the stubs: they print, return False and never raise.
+    assert checker(lambda *args: None) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_notebook_answers_are_independent_of_the_library_on_known_values():
+    # closed forms, not the library: a 4 x 256 ramp has 8 bits of entropy, two equal halves 1 bit
+    assert answer_entropy(np.tile(np.arange(256.0), (4, 1))) == pytest.approx(8.0)
+    assert answer_entropy(np.repeat([[10.0, 200.0]], 6, axis=0)) == pytest.approx(1.0)
+    # a horizontal ramp of slope 3: RF = 3, CF = 0
+    assert answer_spatial_frequency(np.tile(np.arange(0.0, 30.0, 3.0), (5, 1))) == pytest.approx(3.0)
+    white = torch.ones(1, 3, 1, 1)
+    assert float(answer_luma(white)) == pytest.approx(1.0)
+    rgb = torch.tensor([0.2, -0.5, 0.9], dtype=torch.float64).reshape(1, 3, 1, 1)
+    y = answer_luma(rgb)
+    cb, cr = 0.564 * (rgb[:, 2:3] - y), 0.713 * (rgb[:, 0:1] - y)  # BT.601: Cb = (B - Y)/1.772 ...
+    np.testing.assert_allclose(answer_merge(y, torch.cat([cb, cr], 1)).numpy(), rgb.numpy(), atol=2e-3)
+
+
+WRONG_NOTEBOOK = [
+    (ex.check_max_abs, lambda a, b: torch.maximum(a, b), "wrong for two random bands.*compare \\|a\\|"),
+    (ex.check_max_abs, lambda a, b: torch.maximum(a.abs(), b.abs()), "with its sign"),
+    (
+        ex.check_entropy,
+        lambda f: answer_entropy(f) * np.log(2),
+        "wrong for a ramp over all 256 levels: expected 8, got 5.55.*natural log",
+    ),
+    (
+        ex.check_entropy,
+        lambda f: (lambda p: -(p * np.log2(p)).sum())(np.unique(f, return_counts=True)[1] / np.size(f)),
+        "wrong for non-integer values.*round to the 256 grey levels",
+    ),
+    (
+        ex.check_spatial_frequency,
+        lambda f: np.sqrt(np.mean(np.diff(f, axis=1) ** 2) + np.mean(np.diff(f, axis=0) ** 2)),
+        "wrong for a noisy uint8 image.*wrap around",
+    ),
+    (
+        ex.check_spatial_frequency,
+        lambda f: answer_spatial_frequency(f) ** 2,
+        "wrong for a two-level image: expected 190, got 3.61e\\+04.*square root",
+    ),
+    (ex.check_luma, lambda x: x.mean(dim=1, keepdim=True), "plain mean"),
+    (
+        ex.check_luma,
+        lambda x: 0.2126 * x[:, :1] + 0.7152 * x[:, 1:2] + 0.0722 * x[:, 2:],
+        "BT.709",
+    ),
+    (ex.check_merge_luma_chroma, lambda y, c: answer_merge(y, c.flip(1)), "swapped"),
+    (ex.check_merge_luma_chroma, lambda y, c: torch.cat([y, y, y], 1) + 0 * c[:, :1], "wrong for a fused"),
+]
+
+
+@pytest.mark.parametrize("checker,answer,message", WRONG_NOTEBOOK)
+def test_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        checker(answer)
+
+
+# ------------------------------------------------------------------ notebook 05
+# The answers of 05_diffusion_primer.ipynb's collapsed "Answer" blocks.
+def answer_q_sample(f0, alpha_bar, noise):
+    return alpha_bar**0.5 * f0 + (1 - alpha_bar) ** 0.5 * noise
+
+
+def answer_tweedie(f_t, eps, alpha_bar):
+    return (f_t - (1 - alpha_bar) ** 0.5 * eps) / alpha_bar**0.5
+
+
+def answer_ddim_step(f_t, f0, alpha_bar, alpha_bar_prev):
+    eps = (f_t - alpha_bar**0.5 * f0) / (1 - alpha_bar) ** 0.5
+    return alpha_bar_prev**0.5 * f0 + (1 - alpha_bar_prev) ** 0.5 * eps
+
+
+DIFFUSION_ANSWERS = [
+    (ex.check_q_sample, answer_q_sample),
+    (ex.check_tweedie, answer_tweedie),
+    (ex.check_ddim_step, answer_ddim_step),
+]
+
+
+@pytest.mark.parametrize("checker,answer", DIFFUSION_ANSWERS)
+def test_diffusion_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
+    assert checker(answer) is True
+    assert "correct on 3 cases" in capsys.readouterr().out
+    assert checker(lambda *args: None) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+DIFFUSION_WRONG = [
+    (ex.check_q_sample, lambda f0, a, z: a * f0 + (1 - a) * z, "wrong for t = 50.*VARIANCES"),
+    (ex.check_q_sample, lambda f0, a, z: (1 - a) ** 0.5 * f0 + a**0.5 * z, "swapped"),
+    (ex.check_tweedie, lambda f, e, a: f - (1 - a) ** 0.5 * e, "divide by it"),
+    (ex.check_tweedie, lambda f, e, a: (f - (1 - a) * e) / a**0.5, "subtract sqrt\\(1 - alpha_bar\\) eps"),
+    (
+        ex.check_ddim_step,
+        lambda f, x0, a, ap: answer_ddim_step(f, x0, ap, a),
+        "wrong for t = 500 -> 490.*swapped",
+    ),
+    (
+        ex.check_ddim_step,
+        lambda f, x0, a, ap: (
+            ((1 - a / ap) * ap**0.5 * x0 + (1 - ap) * (a / ap) ** 0.5 * f) / (1 - a)
+        ),
+        "DDPM posterior mean",
+    ),
+]
+
+
+@pytest.mark.parametrize("checker,answer,message", DIFFUSION_WRONG)
+def test_diffusion_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        checker(answer)
