@@ -395,3 +395,24 @@ def sample_pairs(kind: str | None = None) -> list[PairPaths]:
         raise ValueError(f"kind must be 'ivf', 'mif' or None, got {kind!r}")
     root = sample_data_dir()
     return [pair for k in kinds for pair in find_pairs(*pair_folders(root / k))[0]]
+
+
+def resize_pair(pair: ImagePair, longest: int) -> ImagePair:
+    """The pair scaled so that its longer side has `longest` pixels, aspect ratio kept (each side
+    rounded), i, v and chroma alike, by antialiased bilinear resampling (as PIL's BILINEAR resize):
+    toy-size runs of the notebooks on a laptop. The file paths still name the full-size images."""
+    if isinstance(longest, bool) or not isinstance(longest, int) or longest < 2:
+        raise ValueError(f"longest must be an integer >= 2, got {longest!r}")
+    height, width = pair.i.shape[-2:]
+    scale = longest / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+
+    def resize(x: torch.Tensor | None) -> torch.Tensor | None:
+        if x is None:
+            return None
+        return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+    return ImagePair(
+        resize(pair.i), resize(pair.v), resize(pair.chroma), pair.colour_source, pair.name,
+        pair.ir_path, pair.vis_path,
+    )  # fmt: skip

@@ -334,3 +334,28 @@ def test_sample_data_dir_follows_the_environment_variable(tmp_path, monkeypatch)
         data.sample_data_dir()
     with pytest.raises(ValueError, match="kind"):
         data.sample_pairs("xyz")
+
+
+# ---------------------------------------------------------------------------------------------- resizing
+
+
+def test_resize_pair_matches_pil_bilinear_and_keeps_the_colour():
+    pairs = {p.name: p for p in data.sample_pairs()}
+    pair = data.load_pair(pairs["rocket"].ir, pairs["rocket"].vis)  # 213 x 142, colour visible
+    small = data.resize_pair(pair, 96)
+    assert small.i.shape == small.v.shape == (1, 1, 64, 96) and small.chroma.shape == (1, 2, 64, 96)
+    assert small.colour_source == "v" and small.name == "rocket"
+    # independent: PIL's antialiased bilinear resize of the 0..255 float image
+    for full, resized in ((pair.i, small.i), (pair.v, small.v)):
+        pil = Image.fromarray(data.to_array(full).astype(np.float32), mode="F").resize(
+            (96, 64), Image.Resampling.BILINEAR
+        )
+        np.testing.assert_allclose(data.to_array(resized), np.asarray(pil), atol=0.02)
+    # a constant image stays constant; the merge gives RGB at the new size
+    grey = data.ImagePair(torch.full((1, 1, 30, 20), 0.25), -torch.ones(1, 1, 30, 20), None, None, "c",
+                          Path("a"), Path("b"))  # fmt: skip
+    small_grey = data.resize_pair(grey, 9)
+    assert torch.allclose(small_grey.i, torch.tensor(0.25)) and small_grey.i.shape[-2:] == (9, 6)
+    assert small.merge(small.i).shape == (1, 3, 64, 96)
+    with pytest.raises(ValueError, match="longest"):
+        data.resize_pair(pair, 1)
