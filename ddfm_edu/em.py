@@ -65,9 +65,9 @@ class EMState:
     rho: torch.Tensor
 
 
-def initial_state(like: torch.Tensor) -> EMState:
+def initial_state(like: torch.Tensor, phi: float | None = None) -> EMState:
     """The release's initial state for images shaped like `like` (B, 1, H, W):
-    m_bar = n_bar = 1, k = u = 0, gamma = rho = 1."""
+    m_bar = n_bar = 1, k = u = 0, gamma = rho = 1; with a chosen phi, rho = gamma / phi^2 = 1/phi^2."""
     B, _, H, W = like.shape
     ones = like.new_ones(B)
     return EMState(
@@ -76,7 +76,7 @@ def initial_state(like: torch.Tensor) -> EMState:
         k=torch.zeros_like(like),
         u=like.new_zeros(B, 2, H, W),
         gamma=ones,
-        rho=ones.clone(),
+        rho=ones.clone() if phi is None else ones / phi**2,
     )
 
 
@@ -243,18 +243,23 @@ def solve_m_step(
 
 
 def _em_step_paper(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
+    phi: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
-    """The paper's EM step, unchecked. Returns (f_hat, x, state)."""
+    """The paper's EM step, unchecked. Returns (f_hat, x, state). With phi, the scales are held:
+    gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, ddfm_math.md section 2)."""
     x = f0 - v
     y = i - v
     m_bar, n_bar, gamma, rho = e_step(x, y, state.gamma, state.rho)
+    if phi is not None:
+        gamma, rho = state.gamma, state.gamma / phi**2
     k, u, x = m_step(x, y, m_bar, n_bar, state.u, psi, eta)
     return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma, rho=rho)
 
 
 def _em_step_released(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
+    phi: None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     """The release's EM_onestep(f_pre=f0, I=i, V=v), unchecked. Returns (F, X, state)."""
     F, X, C, D, H, F12, tau_a, tau_b = released.em_onestep(
@@ -287,9 +292,13 @@ def _check_state(state: EMState, like: torch.Tensor) -> None:
             raise ValueError(f"state.{name} must be positive and finite")
 
 
-def _check_variant(variant: str) -> None:
+def _check_variant(variant: str, phi: float | None = None) -> None:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    if phi is not None:
+        if variant != "paper":
+            raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them")
+        _check_positive(phi=phi)
 
 
 def em_step(
@@ -301,6 +310,7 @@ def em_step(
     psi: float = 0.5,
     eta: float = 1e-3,
     variant: str = "paper",
+    phi: float | None = None,
     check: bool = True,
 ) -> tuple[torch.Tensor, EMState]:
     r"""One E-step and one M-step pass (k, u, x) from the estimate f0; returns (f_hat, state).
@@ -311,18 +321,21 @@ def em_step(
     same three tensors (EM_onestep(f_pre=f0, I=i, V=v), ddfm_edu.released), whose pipeline passes the
     VISIBLE image as I and the infrared as V.
 
+    phi=None learns the scales (gamma, rho <- mean E[m], mean E[n]); a chosen phi > 0 holds them,
+    rho = gamma / phi^2, which is the L1 fusion loss ||f - i||_1 + phi ||f - v||_1 (paper variant).
+
     check=False skips all argument checks (no host sync): the per-step path of the DDFM sampler,
     which validates its inputs once at its own entry point.
     """
     if check:
-        _check_variant(variant)
+        _check_variant(variant, phi)
         _check_positive(psi=psi, eta=eta)
         check_images(f0=f0, i=i, v=v)
         if state is not None:
             _check_state(state, i)
     if state is None:
-        state = initial_state(i)
-    f_hat, _, state = _STEPS[variant](f0, i, v, state, psi, eta)
+        state = initial_state(i, phi)
+    f_hat, _, state = _STEPS[variant](f0, i, v, state, psi, eta, phi)
     return f_hat, state
 
 
@@ -371,6 +384,7 @@ def em_fuse(
     psi: float = 0.5,
     eta: float = 1e-3,
     variant: str = "paper",
+    phi: float | None = None,
     f_init: torch.Tensor | None = None,
     record: bool = False,
 ) -> tuple[torch.Tensor, EMTrace | None]:
@@ -379,9 +393,11 @@ def em_fuse(
     f_init=None starts from the mean of the sources (i + v) / 2. Note that for the paper's EM with
     gamma = rho this start is (up to the small HQS smoothing) a fixed point: between the sources, the
     L1 loss |y - x| + |x| is flat, and EM has no reason to move; the diffusion prior breaks the tie.
+    phi=None learns gamma and rho; phi > 0 holds them at rho = gamma / phi^2, i.e. minimises
+    ||f - i||_1 + phi ||f - v||_1 (+ the smoothness term): phi > 1 pulls f to v, phi < 1 to i.
     Returns (f, trace): trace is None unless record, else an EMTrace (index 0 = the start).
     """
-    _check_variant(variant)
+    _check_variant(variant, phi)
     _check_positive(psi=psi, eta=eta)
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
         raise ValueError(f"iters must be a positive integer, got {iters!r}")
@@ -391,7 +407,7 @@ def em_fuse(
     else:
         check_images(i=i, v=v, f_init=f_init)
     step = _STEPS[variant]
-    f, state = f_init, initial_state(i)
+    f, state = f_init, initial_state(i, phi)
     trace = None
     if record:
         n = iters + 1
@@ -403,7 +419,7 @@ def em_fuse(
         )  # fmt: skip
         _record(trace, 0, f, f - v, state)
     for j in range(1, iters + 1):
-        f, x, state = step(f, i, v, state, psi, eta)
+        f, x, state = step(f, i, v, state, psi, eta, phi)
         if trace is not None:
             _record(trace, j, f, x, state)
     return f, trace

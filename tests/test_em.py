@@ -364,3 +364,25 @@ def test_cuda_matches_cpu(variant):
     torch.testing.assert_close(f_gpu.cpu(), f_cpu, rtol=1e-4, atol=1e-4)
     f1, state = em.em_step(f0.cuda(), i.cuda(), v.cuda(), variant=variant)
     assert state.u.device.type == "cuda" and state.gamma.device.type == "cuda"
+
+
+@pytest.mark.parametrize("phi", [3.0, 1.0 / 3.0])
+def test_fixed_phi_minimises_the_weighted_l1_fusion_loss(phi):
+    """With the scales held at rho = gamma / phi^2, EM is IRLS for ||f - i||_1 + phi ||f - v||_1,
+    whose per-pixel minimiser is v for phi > 1 and i for phi < 1 (the smoothness term is tiny)."""
+    g = torch.Generator().manual_seed(5)
+    i = torch.rand(2, 1, 12, 10, generator=g) * 2 - 1
+    v = torch.rand(2, 1, 12, 10, generator=g) * 2 - 1
+    f, trace = em.em_fuse(i, v, iters=40, phi=phi, record=True)
+    target = v if phi > 1 else i
+    assert (f - target).abs().max() < 0.02
+    assert torch.allclose(trace.gamma, torch.ones_like(trace.gamma))
+    assert torch.allclose(trace.rho, torch.full_like(trace.rho, 1.0 / phi**2))
+
+
+def test_phi_is_refused_for_the_released_variant_and_when_not_positive():
+    i = torch.zeros(1, 1, 4, 4)
+    with pytest.raises(ValueError, match="phi"):
+        em.em_fuse(i, i, iters=1, phi=2.0, variant="released")
+    with pytest.raises(ValueError, match="phi"):
+        em.em_step(i, i, i, phi=-1.0)

@@ -1,0 +1,51 @@
+"""The EM drawing function and explorer, headless (Agg): right panels, instant slider, no printing."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from ddfm_edu import em, widgets
+
+
+@pytest.fixture(scope="module")
+def pair():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(1, 1, 12, 16, generator=g) * 2 - 1, torch.rand(1, 1, 12, 16, generator=g) * 2 - 1
+
+
+def test_draw_em_maps_shows_every_map_of_the_iteration(pair):
+    i, v = pair
+    _, trace = em.em_fuse(i, v, iters=3, f_init=i, record=True)
+    panels = widgets.em_maps(trace, 2)
+    assert list(panels) == [
+        "log10 m_bar (weight of |f - i|)", "log10 n_bar (weight of |f - v|)", "k (HQS copy of x)",
+        "u, horizontal", "u, vertical", "x = f - v", "f (estimate)",
+    ]  # fmt: skip
+    assert torch.allclose(torch.from_numpy(panels["f (estimate)"][0]), trace.f[2][0, 0])
+    log_m_bar = torch.from_numpy(panels["log10 m_bar (weight of |f - i|)"][0]).double()
+    assert torch.allclose(10**log_m_bar, trace.m_bar[2][0, 0].double(), rtol=1e-5)
+    fig = widgets.draw_em_maps(trace, 2)
+    assert "EM iteration 2 of 3" in fig._suptitle.get_text()
+    assert [ax.get_title() for ax in fig.axes if ax.get_title()] == list(panels)
+
+
+def test_em_explorer_indexes_a_cached_trace_and_prints_nothing(pair, monkeypatch, capsys):
+    i, v = pair
+    calls = []
+    real = widgets.em_fuse
+    monkeypatch.setattr(widgets, "em_fuse", lambda *a, **k: calls.append(k) or real(*a, **k))
+    box = widgets.em_explorer(i, v, iters=4)
+    (iteration, phi), (psi, _), image = box.children[0].children, box.children[1].children, box.children[2]
+    first = image.value
+    iteration.value = 1
+    assert image.value != first and len(calls) == 1  # the slider only indexes the trace
+    phi.value = 2.0
+    assert len(calls) == 2 and calls[-1]["phi"] == 2.0
+    phi.value = 0.0  # back to learned scales: served from the cache
+    assert len(calls) == 2
+    psi.value = 1.0
+    assert len(calls) == 3 and calls[-1]["psi"] == 1.0
+    assert capsys.readouterr().out == ""
