@@ -138,3 +138,16 @@ def test_cuda_matches_cpu():
     t = torch.tensor([900, 50])
     on_gpu = prior.to("cuda").predict_x0(x_t.cuda(), t.cuda())
     torch.testing.assert_close(on_gpu.cpu(), GaussianPrior().predict_x0(x_t, t), atol=1e-5, rtol=0)
+
+
+def test_radial_power_spectrum_small_image_has_nan_bins_without_warning():
+    """A 16 x 16 image has no frequency below 1/16 cycle per pixel: those bins are NaN, silently."""
+    import warnings
+
+    image = np.random.default_rng(0).normal(size=(16, 16))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        centres, power = gaussian.radial_power_spectrum(image)
+    assert np.all(np.isnan(power[centres < 1 / 16 / 1.2]))
+    filled = np.isfinite(power)
+    assert filled.sum() >= 8 and np.all(power[filled] > 0)

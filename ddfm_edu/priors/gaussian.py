@@ -82,7 +82,8 @@ def _bundled_grey(name: str) -> np.ndarray:
 
 def radial_power_spectrum(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     r"""Mean of |DFT(f - mean f)|^2 (unitary DFT, the image taken as periodic) in the log-spaced
-    frequency bins of the fit. Returns (bin centres in cycles/pixel, mean power per bin)."""
+    frequency bins of the fit. Returns (bin centres in cycles/pixel, mean power per bin; NaN for
+    a bin without frequencies, as below 1/size cycles per pixel)."""
     power = np.abs(np.fft.rfft2(image - image.mean(), norm="ortho")) ** 2
     w = np.hypot(np.fft.fftfreq(image.shape[0])[:, None], np.fft.rfftfreq(image.shape[1])[None])
     n_bins = len(_BIN_EDGES) - 1
@@ -90,7 +91,9 @@ def radial_power_spectrum(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     inside = (index >= 0) & (index < n_bins)
     sums = np.bincount(index[inside], power.ravel()[inside], n_bins)
     counts = np.bincount(index[inside], None, n_bins)
-    return np.sqrt(_BIN_EDGES[:-1] * _BIN_EDGES[1:]), sums / counts
+    # bins with no frequency (below 1/size) are NaN, without a division warning
+    mean = np.divide(sums, counts, out=np.full(n_bins, np.nan), where=counts > 0)
+    return np.sqrt(_BIN_EDGES[:-1] * _BIN_EDGES[1:]), mean
 
 
 def fit_power_spectrum(names: tuple[str, ...] = TRAINING_IMAGES) -> SpectrumFit:
