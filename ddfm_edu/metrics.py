@@ -69,7 +69,7 @@ def to_grey(image: np.ndarray, name: str = "image") -> np.ndarray:
     if image.ndim == 3 and image.shape[2] == 3:
         grey = _rounded_luma(image)
     elif image.ndim == 2:
-        grey = image.astype(np.float64)
+        grey = image.astype(np.float64, copy=False)  # never modified in place below
     else:
         raise ValueError(f"{name} must have shape (H, W) or (H, W, 3), got {image.shape}")
     if min(grey.shape) < 2:
@@ -373,9 +373,8 @@ def _sobel_strength_angle(x: np.ndarray, padding: str) -> tuple[np.ndarray, np.n
     """Edge strength g = sqrt(Sx^2 + Sy^2) and angle arctan(Sy / Sx) (pi/2 where Sx = 0)."""
     sx, sy = _sobel(x, padding)
     strength = np.sqrt(sx * sx + sy * sy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        angle = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1.0, sx)))
-    return strength, angle
+    ratio = np.divide(sy, sx, out=np.full_like(sx, np.inf), where=sx != 0)
+    return strength, np.arctan(ratio)  # arctan(inf) = pi/2 exactly where Sx = 0
 
 
 def _edge_preservation(
