@@ -342,3 +342,60 @@ def test_em_notebook_answers_on_known_values():
     # a constant image is its own k for u = 0 (grad^T grad of a constant is 0)
     c = torch.full((1, 1, 4, 6), 0.7, dtype=torch.float64)
     torch.testing.assert_close(answer_k_update(c, torch.zeros(1, 2, 4, 6, dtype=torch.float64)), c)
+
+
+# ------------------------------------------------------------------ notebook 09
+
+
+def answer_released_output(i, v, c, d):
+    return i - (i - v) * c / (c + d)
+
+
+def answer_studio_luma(rgb):
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    return (16 + 65.481 * r + 128.553 * g + 24.966 * b) / 255
+
+
+@pytest.mark.parametrize(
+    "checker,answer",
+    [(ex.check_released_output, answer_released_output), (ex.check_studio_luma, answer_studio_luma)],
+)
+def test_released_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
+    assert checker(answer) is True
+    assert "correct on" in capsys.readouterr().out
+    assert checker(lambda *args: None) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_released_notebook_answers_match_the_release_independently():
+    from ddfm_edu import released
+
+    # the release's EM step itself, RHO -> 0, on an estimate between the sources (cap D <= 2C inactive)
+    g = torch.Generator().manual_seed(5)
+    i = torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+    v = torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+    v = torch.where((i - v).abs() < 0.2, v - 0.3 * torch.sign(i - v + 1e-9), v)
+    f0 = v + (0.5 + 0.3 * torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64)) * (i - v)
+    ones = torch.ones(1, dtype=torch.float64)
+    F, _, C, D, *_ = released.em_onestep(f0, i, v, torch.zeros(1, 2, 8, 8, dtype=torch.float64), ones, ones,
+                                         RHO=1e-12)  # fmt: skip
+    assert (D < 2 * C).all()
+    torch.testing.assert_close(answer_released_output(i, v, C, D), F, atol=1e-9, rtol=0)
+    # studio range on [-1, 1] grey values, by hand: 16/255 at 0, 235/255 at +1, (16 - 219)/255 at -1
+    grey = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64).view(1, 1, 1, 3).expand(1, 3, 1, 3)
+    assert answer_studio_luma(grey).flatten().tolist() == pytest.approx([-203 / 255, 16 / 255, 235 / 255])
+
+
+@pytest.mark.parametrize(
+    "checker,answer,message",
+    [
+        (ex.check_released_output, lambda i, v, c, d: v + (i - v) * c / (c + d), "paper's f = x \\+ v"),
+        (ex.check_released_output, lambda i, v, c, d: (i - v) * c / (c + d), "the output is F = I - X"),
+        (ex.check_studio_luma, ex.colour.luma, "full-range luma"),
+        (ex.check_studio_luma, lambda x: answer_studio_luma((x + 1) / 2), "NOT rescale"),
+        (ex.check_studio_luma, lambda x: answer_studio_luma(x) - 16 / 255, "offset 16"),
+    ],
+)
+def test_released_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        checker(answer)
