@@ -95,7 +95,7 @@ def _posterior_expectation(g, r: float, scale: float) -> float:
     def log_joint(m: float) -> float:
         return -0.5 * np.log(2.0 * np.pi * m) - r * r / (2.0 * m) - np.log(scale) - m / scale
 
-    mode = r * np.sqrt(scale / 2.0) + scale / 2.0  # a point in the bulk of the posterior
+    mode = abs(r) * np.sqrt(scale / 2.0) + scale / 2.0  # E[m | r]: in the bulk of the posterior
     shift = log_joint(mode)
 
     def integrate_times(h) -> float:

@@ -48,7 +48,7 @@ def test_fusion_model_marginals_are_laplace():
     assert s.n.mean() == pytest.approx(rho, rel=0.03)
 
 
-R_SCALE = [(0.3, 0.5), (-0.3, 0.5), (5.0, 1.1), (0.01, 0.5), (2.0, 3.0)]
+R_SCALE = [(0.3, 0.5), (-0.3, 0.5), (-0.7, 0.1), (5.0, 1.1), (0.01, 0.5), (2.0, 3.0)]
 
 
 @pytest.mark.parametrize("r,scale", R_SCALE)
