@@ -61,7 +61,13 @@ import torch.nn.functional as F
 
 from ddfm_edu.colour import luma
 from ddfm_edu.diffusion import linear_alpha_bar
-from ddfm_edu.priors.embedded import WEIGHTS_PATH, EmbeddedUNet, denoise, save_weights
+from ddfm_edu.priors.embedded import (
+    WEIGHTS_PATH,
+    EmbeddedUNet,
+    denoise,
+    edm_coefficients,
+    save_weights,
+)
 
 TRAINING_IMAGES = (
     "astronaut", "brick", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
@@ -128,7 +134,7 @@ def sample_timesteps(batch: int, generator: torch.Generator) -> torch.Tensor:
 def edm_loss(net: EmbeddedUNet, f0: torch.Tensor, sigma: torch.Tensor, noise: torch.Tensor
              ) -> torch.Tensor:
     r"""mean of lambda(sigma) (x0_hat - f_0)^2 with lambda = 1 / c_out^2 (module docstring)."""
-    c_out = sigma * 0.5 / (sigma**2 + 0.25).sqrt()
+    c_out = edm_coefficients(sigma)[1]
     x0_hat = denoise(net, f0 + sigma.view(-1, 1, 1, 1) * noise, sigma)
     return ((x0_hat - f0) / c_out.view(-1, 1, 1, 1)).square().mean()
 
