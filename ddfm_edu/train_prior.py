@@ -69,10 +69,24 @@ from ddfm_edu.priors.embedded import (
     save_weights,
 )
 
-TRAINING_IMAGES = (
-    "astronaut", "brick", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
-    "hubble_deep_field", "immunohistochemistry", "microaneurysms", "retina", "text",
-)
+# The training images and their licences, as the scikit-image data docstrings state them.
+TRAINING_LICENCES = {
+    "astronaut": "NASA, public domain",
+    "brick": "CC0 (CC0Textures)",
+    "cell": "CC0",
+    "chelsea": "CC0 (Stefan van der Walt)",
+    "clock": "public domain (Stefan van der Walt)",
+    "coffee": "CC0 (Rachel Michetti)",
+    "coins": "no known copyright restrictions (Brooklyn Museum)",
+    "grass": "CC0 (CC0Textures)",
+    "gravel": "CC0 (CC0Textures)",
+    "hubble_deep_field": "NASA, public domain",
+    "immunohistochemistry": "no known copyright restrictions",
+    "microaneurysms": "CC0 (Andreas Maier)",
+    "retina": "CC0 1.0 Universal",
+    "text": "public domain",
+}
+TRAINING_IMAGES = tuple(TRAINING_LICENCES)
 RESERVED_IMAGES = ("camera", "rocket", "phantom", "shepp_logan_phantom")
 
 
@@ -177,7 +191,7 @@ def _train(steps: int, minutes: float, out: Path, seed: int, device_: torch.devi
     out.parent.mkdir(parents=True, exist_ok=True)
     record = {"seed": seed, "steps_planned": steps, "batch": batch, "crops": list(crops),
               "config": net.config, "lr": lr, "ema_decay": ema_decay, "device": device_.type,
-              "threads": torch.get_num_threads(), "training_images": list(TRAINING_IMAGES),
+              "threads": torch.get_num_threads(), "training_images": TRAINING_LICENCES,
               "losses": []}
     start, running, step = time.perf_counter(), torch.zeros((), device=device_), 0
     while step < steps and time.perf_counter() - start < 60.0 * minutes:
