@@ -1,7 +1,8 @@
 """Time of one EM step against one rfft2 + irfft2 pair of the same size, and against a baseline
 written in the release's style.
 
-Columns, per image size and device (one image, float32, times are medians of repeated calls):
+Columns, per image size and device (one image, float32, times are medians of repeated calls,
+the contenders interleaved call by call):
   fft pair      one torch.fft.rfft2 + irfft2 of the image (the cost unit)
   paper         ddfm_edu.em.em_step(variant="paper", check=False), the sampler's per-step call
   pairs         paper / fft pair (target: at most 2.5 at 576x768)
@@ -65,20 +66,24 @@ def release_style_em_step(f_pre, I, V, hp, lamb=0.5, rho=1e-3):  # noqa: E741
     return I - X, {"tau_a": tau_a, "tau_b": tau_b, "F1": F1, "F2": F2}
 
 
-def timed(fn, device: torch.device, reps: int) -> float:
-    """Median wall time of fn() in seconds (after two warm-up calls)."""
-    for _ in range(2):
+def timed(fns: dict, device: torch.device, reps: int) -> dict[str, float]:
+    """Median wall time in seconds of each fn() (after two warm-up calls). The contenders are
+    timed in turn, one call each per round, so that a change in the machine's load (other
+    processes on a shared machine) affects them alike and their ratios stay meaningful."""
+    for fn in fns.values():
         fn()
-    times = []
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench(H: int, W: int, device: torch.device, reps: int) -> dict[str, float]:
@@ -88,14 +93,13 @@ def bench(H: int, W: int, device: torch.device, reps: int) -> dict[str, float]:
     _, state = em_step(f0, i, v)  # a realistic (non-initial) state
     _, state_released = em_step(f0, i, v, variant="released")
     hp = {"tau_a": 1, "tau_b": 1, "F1": torch.zeros_like(i), "F2": torch.zeros_like(i)}
-    return {
-        "fft": timed(lambda: torch.fft.irfft2(torch.fft.rfft2(f0), s=(H, W)), device, reps),
-        "paper": timed(lambda: em_step(f0, i, v, state, check=False), device, reps),
-        "released": timed(
-            lambda: em_step(f0, i, v, state_released, variant="released", check=False), device, reps
-        ),
-        "base": timed(lambda: release_style_em_step(f0, i, v, hp), device, reps),
+    contenders = {
+        "fft": lambda: torch.fft.irfft2(torch.fft.rfft2(f0), s=(H, W)),
+        "paper": lambda: em_step(f0, i, v, state, check=False),
+        "released": lambda: em_step(f0, i, v, state_released, variant="released", check=False),
+        "base": lambda: release_style_em_step(f0, i, v, hp),
     }
+    return timed(contenders, device, reps)
 
 
 def main() -> None:
