@@ -394,9 +394,11 @@ def em_fuse(
 ) -> tuple[torch.Tensor, EMTrace | None]:
     r"""EM alone (no diffusion prior): `iters` EM steps, each from the previous output.
 
-    f_init=None starts from the mean of the sources (i + v) / 2. Note that for the paper's EM with
-    gamma = rho this start is (up to the small HQS smoothing) a fixed point: between the sources, the
-    L1 loss |y - x| + |x| is flat, and EM has no reason to move; the diffusion prior breaks the tie.
+    f_init=None starts from the mean of the sources (i + v) / 2. For the paper's EM with gamma = rho
+    this start is a fixed point (between the sources the L1 loss |y - x| + |x| is flat), but an
+    UNSTABLE one when the scales are learned: the tiny asymmetry of the HQS smoothing grows, one scale
+    shrinks faster than the other, and after some 30-40 iterations f collapses onto one source (on
+    the bundled camera pair, the visible image). Notebook 04 shows it; a chosen phi avoids it.
     phi=None learns gamma and rho; phi > 0 holds them at rho = gamma / phi^2, i.e. minimises
     ||f - i||_1 + phi ||f - v||_1 (+ the smoothness term): phi > 1 pulls f to v, phi < 1 to i.
     Returns (f, trace): trace is None unless record, else an EMTrace (index 0 = the start).
