@@ -115,9 +115,13 @@ def em_alone(
     psi: float = 0.5,
     eta: float = 1e-3,
     variant: str = "paper",
+    phi: float | None = None,
 ) -> torch.Tensor:
-    """DDFM's EM without the diffusion prior: the f of `ddfm_edu.em.em_fuse` (no trace)."""
-    return em_fuse(i, v, iters=iters, psi=psi, eta=eta, variant=variant)[0]
+    """DDFM's EM without the diffusion prior: the f of `ddfm_edu.em.em_fuse` (no trace).
+
+    With learned scales (phi=None) EM alone leaves the symmetric start and converges to a copy of
+    one source (see em_fuse); phi=1 holds the scales equal and keeps the pixel-wise average."""
+    return em_fuse(i, v, iters=iters, psi=psi, eta=eta, variant=variant, phi=phi)[0]
 
 
 # The methods by their command-line names; each maps (i, v) -> f.

@@ -116,3 +116,13 @@ def test_baselines_reject_bad_arguments():
     with pytest.raises(ValueError, match="i"):
         baselines.laplacian_fusion(i.repeat(1, 3, 1, 1), v)
     assert set(baselines.BASELINES) == {"average", "max", "laplacian", "em"}
+
+
+def test_em_alone_with_equal_fixed_scales_keeps_the_average():
+    g = torch.Generator().manual_seed(3)
+    i, v = torch.rand(2, 1, 1, 10, 12, generator=g) * 2 - 1
+    f = baselines.em_alone(i, v, phi=1.0)  # the smoothing term moves it by a few 1e-3 at most
+    assert torch.allclose(f, 0.5 * (i + v), atol=1e-2)
+    position = (f - v) / (i - v)
+    assert position.min() > 0.49 and position.max() < 0.51
+    assert (baselines.em_alone(i, v) - v).abs().max() < 1e-2  # learned scales: a copy of v
