@@ -1,12 +1,13 @@
 """The command line `ddfm-edu` (also `python -m ddfm_edu`): fuse, eval, demo.
 
     ddfm-edu fuse --ir IR.png --vis VIS.png -o OUT.png [options]
-    ddfm-edu fuse --ir-dir DIR --vis-dir DIR -o OUTDIR [--overwrite] [options]
+    ddfm-edu fuse --ir-dir DIR --vis-dir DIR -o OUTDIR [--overwrite] [--batch-size N] [options]
     ddfm-edu eval --ir-dir DIR --vis-dir DIR --fused-dir DIR [--mode reference|standard] [--csv FILE]
     ddfm-edu demo [-o DIR] [options]
 
 Fusion options: --method ddfm|em|average|max|laplacian (default ddfm), --prior embedded|gaussian|
-CHECKPOINT, --steps N, --sampler ddim|ddpm, --em-variant paper|released, --device auto|cpu|cuda,
+CHECKPOINT, --config FILE (an ADM checkpoint's architecture as JSON), --half (float16 network body,
+CUDA only), --steps N, --sampler ddim|ddpm, --em-variant paper|released, --device auto|cpu|cuda,
 --seed N (default 3407, the release's), --em-iters N (EM alone, default 50), --no-stretch (clip
 instead of the min-max stretch).
 
@@ -14,6 +15,18 @@ Outputs have the inputs' size; a colour source (visible, PET/SPECT) gives a colo
 luma, the source's chroma, `ddfm_edu.data`). Every file is written atomically. Errors (missing or
 unreadable file, sizes that differ, no pairs, unwritable output, bad option) print one line
 "ddfm-edu: error: ..." on stderr and exit with status 1 (2 for bad usage), with no traceback.
+
+Folders: pairs of one size (for DDFM with em_variant "paper": one size once padded to the prior's
+stride) run as batches of up to --batch-size pairs (`plan_batches`). Seeds in a batch: every image
+starts from the noise `ddfm(seed=seed)` draws for it alone (`start_noise`), so an output does not
+depend on the batching: a folder run equals the single-pair command on each pair with the same seed.
+The DDPM sampler's per-step noise is drawn per batch, so with --sampler ddpm pairs run one at a time.
+
+Several processes: started by `torchrun --standalone --nproc_per_node N -m ddfm_edu.cli fuse
+--ir-dir ...` (environment WORLD_SIZE > 1, RANK, LOCAL_RANK), process RANK fuses the sorted pairs
+[RANK::WORLD_SIZE] (`shard`; sharded before existing outputs are skipped) on cuda:LOCAL_RANK (the
+CPU with --device cpu or without CUDA); there is no communication, outputs never collide, only
+rank 0 prints messages (about its own share) and the progress bar. One pair is rank 0's alone.
 """
 
 from __future__ import annotations
@@ -24,20 +37,23 @@ import io
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ddfm_edu import data
 from ddfm_edu.baselines import BASELINES, em_alone
-from ddfm_edu.priors import Prior, load_prior, resolve_device
+from ddfm_edu.priors import PRIOR_NAMES, Prior, load_prior, resolve_device
 
 PROG = "ddfm-edu"
 METHODS = ("ddfm", *BASELINES)
 DEFAULT_SEED = 3407  # the release's seed (ddfm_edu.sample.RELEASE_SEED)
+DEFAULT_BATCH_SIZE = 8
 DEMO_METHODS = ("average", "max", "laplacian", "em", "ddfm")
 
 
@@ -55,6 +71,20 @@ class _Parser(argparse.ArgumentParser):
 # ----------------------------------------------------------------------------------------------
 
 
+def start_noise(prior: Prior, sizes: Sequence[tuple[int, int]], seed: int) -> torch.Tensor:
+    r"""The start noise x_T of a batch (B, prior.channels, H', W') on the CPU, float32: image b's
+    x_T is what `ddfm(..., seed=seed)` draws for it alone, randn(1, C, H', W') from a CPU
+    torch.Generator seeded with `seed` at its size padded to the prior's stride, (H', W') =
+    sizes[b] rounded up to multiples of prior.stride (all equal). So a batch's result does not
+    depend on how the pairs are grouped."""
+    stride = prior.stride
+    padded = {(-(-h // stride) * stride, -(-w // stride) * stride) for h, w in sizes}
+    if len(padded) != 1:
+        raise ValueError(f"the images of a batch must share one padded size, got {sorted(padded)}")
+    shape = (1, prior.channels, *padded.pop())
+    return torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(seed)) for _ in sizes])
+
+
 def fuse_batch(
     i: torch.Tensor,
     v: torch.Tensor,
@@ -70,17 +100,23 @@ def fuse_batch(
 ) -> torch.Tensor:
     """Fuse a batch of pairs of one size, i, v (B, 1, H, W) in [-1, 1] -> f (B, 1, H, W).
 
-    method "ddfm" needs `prior` (on i's device) and uses steps, sampler, em_variant, seed; "em"
-    (EM alone) uses em_variant and em_iters; the others take nothing else. Folder mode calls this one
-    pair at a time; batching pairs of the same size for DDFM belongs here.
+    method "ddfm" needs `prior` (on i's device) and uses steps, sampler, em_variant, seed: the B
+    pairs run as one batch through `ddfm_edu.sample.ddfm`, each image starting from the noise it
+    would get alone with this seed (`start_noise`; seed None: the global generator, one draw for
+    the batch). With sampler "ddpm" the per-step noise is drawn for the batch as a whole, so only
+    a batch of one equals a single-pair run. "em" (EM alone) uses em_variant and em_iters; the
+    others take nothing else.
     """
     if method == "ddfm":
         from ddfm_edu.sample import ddfm  # imported here: the baselines do not need the sampler
 
         if prior is None:
             raise ValueError("method 'ddfm' needs a prior")
+        x_T = None
+        if seed is not None:
+            x_T = start_noise(prior, [tuple(i.shape[-2:])] * i.shape[0], seed).to(i.device, i.dtype)
         result = ddfm(i, v, prior, steps=steps, sampler=sampler, em_variant=em_variant, seed=seed,
-                      progress=progress)  # fmt: skip
+                      x_T=x_T, progress=progress)  # fmt: skip
         return result.fused
     if method == "em":
         return em_alone(i, v, iters=em_iters, variant=em_variant)
@@ -89,24 +125,111 @@ def fuse_batch(
     return BASELINES[method](i, v)
 
 
+def plan_batches(keys: Sequence[Hashable], batch_size: int) -> list[list[int]]:
+    """Indices of items grouped by equal key (e.g. image size), in order of first appearance,
+    each group cut into batches of at most `batch_size`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    groups: dict[Hashable, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    return [g[start : start + batch_size] for g in groups.values() for start in range(0, len(g), batch_size)]
+
+
+def process_rank(environ: Mapping[str, str] | None = None) -> tuple[int, int, int]:
+    """(rank, local_rank, world_size) of this process as `torchrun` sets them (RANK, LOCAL_RANK,
+    WORLD_SIZE); (0, 0, 1) when WORLD_SIZE is absent or 1."""
+    environ = os.environ if environ is None else environ
+    try:
+        world_size = int(environ.get("WORLD_SIZE", "1"))
+        rank = int(environ.get("RANK", "0")) if world_size > 1 else 0
+        local_rank = int(environ.get("LOCAL_RANK", str(rank))) if world_size > 1 else 0
+    except ValueError:
+        raise ValueError(
+            "WORLD_SIZE, RANK and LOCAL_RANK must be integers (as torchrun sets them), got "
+            + ", ".join(f"{k}={environ.get(k)!r}" for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
+        ) from None
+    if world_size < 1 or not 0 <= rank < world_size or local_rank < 0:
+        raise ValueError(f"need 0 <= RANK < WORLD_SIZE and LOCAL_RANK >= 0, got {rank}, {world_size}, "
+                         f"{local_rank}")  # fmt: skip
+    return rank, local_rank, world_size
+
+
+T = TypeVar("T")
+
+
+def shard(items: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """The share of process `rank` of `world_size`: items[rank::world_size]. The shares are
+    disjoint and together hold every item once; pass the items in one order on every process."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank must be in 0..{world_size - 1}, got {rank}")
+    return list(items[rank::world_size])
+
+
+def _image_size(path: Path) -> tuple[int, int] | Path:
+    """(H, W) from the file's header (nothing decoded); the path itself when unreadable (a group
+    of its own: reading it later raises the clear error)."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError):
+        return path
+
+
 class Fuser:
     """The fusion the options ask for, with the device resolved and the prior loaded once (up front,
-    so that a bad --prior fails before any output is written)."""
+    so that a bad --prior fails before any output is written). Under torchrun (`process_rank`) a
+    CUDA device is cuda:LOCAL_RANK."""
 
     def __init__(self, args: argparse.Namespace, needs_prior: bool):
         self.args = args
         self.device = resolve_device(args.device)
-        self.prior = load_prior(args.prior, device=self.device) if needs_prior else None
+        _, local_rank, world_size = process_rank()
+        if self.device.type == "cuda" and world_size > 1:
+            if local_rank >= torch.cuda.device_count():
+                raise ValueError(
+                    f"LOCAL_RANK {local_rank} has no GPU: {torch.cuda.device_count()} CUDA device(s)"
+                )
+            self.device = torch.device("cuda", local_rank)
+        if not needs_prior:
+            self.prior = None
+            return
+        checkpoint = args.prior not in PRIOR_NAMES
+        if args.config is not None and not checkpoint:
+            raise UsageError(f"--config applies to an ADM checkpoint, not to --prior {args.prior}")
+        if args.half and not checkpoint:
+            raise UsageError(f"--half applies to an ADM checkpoint, not to --prior {args.prior}")
+        if args.half and self.device.type != "cuda":
+            raise ValueError(f"--half needs a CUDA device, but this run is on {self.device}")
+        self.prior = load_prior(args.prior, device=self.device, half=args.half, config=args.config)
 
-    def __call__(self, pair: data.ImagePair, method: str, progress: bool = False) -> torch.Tensor:
-        """The output image of a pair (1, C, H, W): fused luma with the colour source's chroma."""
-        i, v = pair.i.to(self.device), pair.v.to(self.device)
+    def batch_key(self, size: tuple[int, int] | Path, method: str) -> tuple[int, int] | Path:
+        """Pairs with equal keys can share a batch: their size, padded to the prior's stride for
+        DDFM with em_variant "paper" (whose result, cropped, does not depend on the padding)."""
+        if method == "ddfm" and self.args.em_variant == "paper" and isinstance(size, tuple):
+            s = self.prior.stride
+            return -(-size[0] // s) * s, -(-size[1] // s) * s
+        return size
+
+    def fuse_pairs(self, pairs: Sequence[data.ImagePair], method: str, progress: bool = False):
+        """The output images of pairs with one batch key, fused as one batch: a list of
+        (1, C, H, W), each the fused luma with its pair's chroma, at its pair's size."""
+        sizes = [tuple(pair.i.shape[-2:]) for pair in pairs]
+        i = [pair.i for pair in pairs]
+        v = [pair.v for pair in pairs]
+        if len(set(sizes)) > 1:  # one padded size (`batch_key`): pad as `ddfm` would
+            i = [data.pad_to_multiple(x, self.prior.stride)[0] for x in i]
+            v = [data.pad_to_multiple(x, self.prior.stride)[0] for x in v]
         fused = fuse_batch(
-            i, v, method, self.prior,
+            torch.cat(i).to(self.device), torch.cat(v).to(self.device), method, self.prior,
             steps=self.args.steps, sampler=self.args.sampler, em_variant=self.args.em_variant,
             seed=self.args.seed, em_iters=self.args.em_iters, progress=progress,
         )  # fmt: skip
-        return pair.merge(fused)
+        return [pair.merge(f[None, :, :h, :w]) for pair, f, (h, w) in zip(pairs, fused, sizes, strict=True)]
+
+    def __call__(self, pair: data.ImagePair, method: str, progress: bool = False) -> torch.Tensor:
+        """The output image of a pair (1, C, H, W): fused luma with the colour source's chroma."""
+        return self.fuse_pairs([pair], method, progress)[0]
 
 
 def _prepare_output_file(path: Path) -> None:
@@ -136,8 +259,11 @@ def _command_fuse(args: argparse.Namespace) -> int:
         or (folders and None in (args.ir_dir, args.vis_dir))
     ):
         raise UsageError("give either --ir and --vis (one pair) or --ir-dir and --vis-dir (folders)")
+    rank, _, world_size = process_rank()
     output = Path(args.output)
     if single:
+        if rank > 0:  # under torchrun one pair is rank 0's
+            return 0
         _prepare_output_file(output)
         pair = data.load_pair(args.ir, args.vis)
         if output.exists() and not args.overwrite:
@@ -148,27 +274,38 @@ def _command_fuse(args: argparse.Namespace) -> int:
         print(output)
         return 0
 
+    lead = rank == 0  # only rank 0 speaks
     pairs, unpaired = data.find_pairs(args.ir_dir, args.vis_dir)
     if not pairs:
         raise ValueError(
             f"no pairs in {args.ir_dir} and {args.vis_dir} (images pair by file name; "
             f"{len(unpaired)} image(s) without a partner)"
         )
-    if unpaired:
+    if unpaired and lead:
         _warn(
             f"{len(unpaired)} image(s) without a partner ignored: " + ", ".join(p.name for p in unpaired[:5])
         )
     _prepare_output_dir(output)
-    todo = [p for p in pairs if args.overwrite or not (output / f"{p.name}.png").exists()]
-    if len(todo) < len(pairs):
-        print(
-            f"{PROG}: {len(pairs) - len(todo)} existing output(s) skipped (use --overwrite)", file=sys.stderr
-        )
+    # Shard before looking for existing outputs: another process may be writing its share.
+    mine = shard(pairs, rank, world_size)
+    todo = [p for p in mine if args.overwrite or not (output / f"{p.name}.png").exists()]
+    if len(todo) < len(mine) and lead:
+        skipped = len(mine) - len(todo)
+        share = "" if world_size == 1 else f" of rank 0's {len(mine)} pairs"
+        print(f"{PROG}: {skipped} existing output(s){share} skipped (use --overwrite)", file=sys.stderr)
     fuser = Fuser(args, args.method == "ddfm") if todo else None
-    for paths in tqdm(todo, desc=f"fusing ({args.method})", unit="pair", file=sys.stderr):
-        pair = data.load_pair(paths.ir, paths.vis)
-        data.save_png(output / f"{paths.name}.png", fuser(pair, args.method), stretch=args.stretch)
-    print(f"{len(todo)} fused image(s) written to {output}")
+    batch_size = 1 if args.method == "ddfm" and args.sampler == "ddpm" else args.batch_size
+    keys = [fuser.batch_key(_image_size(p.ir), args.method) for p in todo]
+    with tqdm(total=len(todo), desc=f"fusing ({args.method})", unit="pair", file=sys.stderr,
+              disable=not lead) as bar:  # fmt: skip
+        for batch in plan_batches(keys, batch_size):
+            loaded = [data.load_pair(todo[n].ir, todo[n].vis) for n in batch]
+            for n, image in zip(batch, fuser.fuse_pairs(loaded, args.method), strict=True):
+                data.save_png(output / f"{todo[n].name}.png", image, stretch=args.stretch)
+            bar.update(len(batch))
+    if lead:
+        by = "" if world_size == 1 else f" by rank 0 ({len(pairs)} pairs shared by {world_size} processes)"
+        print(f"{len(todo)} fused image(s) written to {output}{by}")
     return 0
 
 
@@ -333,6 +470,13 @@ def _add_fusion_options(parser: argparse.ArgumentParser, method: bool = True) ->
         default="embedded",
         help="DDFM prior: embedded (default), gaussian, or an ADM checkpoint file",
     )
+    parser.add_argument(
+        "--config", metavar="FILE",
+        help="JSON of an ADM checkpoint's network config, when its file name does not give it",
+    )  # fmt: skip
+    parser.add_argument(
+        "--half", action="store_true", help="run an ADM checkpoint's network body in float16 (CUDA only)"
+    )
     parser.add_argument("--steps", type=_positive_int, default=100, help="diffusion steps (default 100)")
     parser.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="default ddim")
     parser.add_argument("--em-variant", choices=("paper", "released"), default="paper", help="default paper")
@@ -356,6 +500,10 @@ def build_parser() -> argparse.ArgumentParser:
     fuse.add_argument("--vis-dir", help="folder of visible images (pairs share the file name)")
     fuse.add_argument("-o", "--output", required=True, help="OUT.png (one pair) or a folder (folders)")
     fuse.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    fuse.add_argument(
+        "--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
+        help=f"folders: at most N pairs of one size per batch (default {DEFAULT_BATCH_SIZE})",
+    )  # fmt: skip
     _add_fusion_options(fuse)
     fuse.set_defaults(run=_command_fuse)
 

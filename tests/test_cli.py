@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -206,6 +207,7 @@ def test_unwritable_output_path(tmp_path, pair, capsys):
         (["--em-variant", "x"], "--em-variant"),
         (["--device", "tpu"], "--device"),
         (["--seed", "-3"], "--seed"),
+        (["--batch-size", "0"], "--batch-size"),
         (["--ir-dir", "somewhere"], "either --ir and --vis"),
     ],
 )
@@ -354,3 +356,196 @@ def test_roadscene_pair_gives_a_colour_png_of_the_input_size(shared_data, tmp_pa
         assert status == 0, err
         saved = Image.open(out)
         assert saved.mode == "RGB" and saved.size == (532, 294)
+
+
+# ------------------------------------------------------------------------------------ batches, torchrun
+
+
+# A small ADM network (stride 2^(3-1) = 4) saved as a checkpoint whose architecture only --config gives.
+TINY_ADM = dict(image_size=32, num_channels=32, num_res_blocks=1, channel_mult="1,2,2", learn_sigma=True,
+                attention_resolutions="8", num_head_channels=8, use_scale_shift_norm=True,
+                resblock_updown=True)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_adm(tmp_path_factory):
+    """(checkpoint, config JSON) of a randomly initialised small ADM network."""
+    import json
+    import math
+
+    from ddfm_edu.priors import ADMUNet
+
+    folder = tmp_path_factory.mktemp("adm")
+    unet = ADMUNet(**TINY_ADM)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in unet.parameters():  # the zero-initialised output layer too: eps must not be 0
+            p.copy_(torch.randn(p.shape, generator=generator) / math.sqrt(p[0].numel()))
+    torch.save(unet.state_dict(), folder / "tiny.pt")
+    (folder / "tiny.json").write_text(json.dumps(TINY_ADM))
+    return folder / "tiny.pt", folder / "tiny.json"
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread is faster, and immune to a busy machine's contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _pair_folders(root, sizes: dict[str, tuple[int, int]], colour: bool = True):
+    (root / "ir").mkdir()
+    (root / "vi").mkdir()
+    for k, (name, shape) in enumerate(sizes.items()):
+        Image.fromarray(_grey(40 + k, shape)).save(root / "ir" / f"{name}.png")
+        vis = np.stack([_grey(50 + k, shape), _grey(60 + k, shape), _grey(70 + k, shape)], axis=2)
+        Image.fromarray(vis if colour else vis[..., 0]).save(root / "vi" / f"{name}.png")
+    return root / "ir", root / "vi"
+
+
+def _spy_batches(monkeypatch) -> list[tuple[int, ...]]:
+    """Record the shape of i of every fuse_batch call."""
+    shapes, fuse_batch = [], cli.fuse_batch
+
+    def spy(i, v, *args, **kwargs):
+        shapes.append(tuple(i.shape))
+        return fuse_batch(i, v, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "fuse_batch", spy)
+    return shapes
+
+
+def test_plan_batches_groups_equal_keys_in_order_and_caps_the_size():
+    keys = ["x", "y", "x", "x", "z", "y", "x"]
+    assert cli.plan_batches(keys, 2) == [[0, 2], [3, 6], [1, 5], [4]]
+    assert cli.plan_batches(keys, 8) == [[0, 2, 3, 6], [1, 5], [4]]
+    assert cli.plan_batches([], 3) == []
+    with pytest.raises(ValueError, match="batch_size"):
+        cli.plan_batches(keys, 0)
+
+
+def test_shard_and_process_rank():
+    items = list("abcdefg")
+    for world in (1, 2, 3, 8):
+        shares = [cli.shard(items, rank, world) for rank in range(world)]
+        assert sorted(x for share in shares for x in share) == items  # every item exactly once
+        assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert cli.shard(items, 1, 3) == ["b", "e"]
+    with pytest.raises(ValueError, match="rank"):
+        cli.shard(items, 2, 2)
+    assert cli.process_rank({}) == (0, 0, 1)
+    assert cli.process_rank({"WORLD_SIZE": "1", "RANK": "0"}) == (0, 0, 1)
+    assert cli.process_rank({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"}) == (3, 1, 4)
+    for bad in ({"WORLD_SIZE": "two"}, {"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0"}):
+        with pytest.raises(ValueError, match="RANK"):
+            cli.process_rank(bad)
+
+
+def test_start_noise_is_each_images_own_draw():
+    from ddfm_edu.priors import load_prior
+
+    prior = load_prior("gaussian", device="cpu")
+    prior.stride = 4  # an instance attribute: pads to multiples of 4
+    noise = cli.start_noise(prior, [(17, 22), (20, 24)], seed=5)
+    alone = torch.randn((1, 1, 20, 24), generator=torch.Generator().manual_seed(5))
+    assert noise.shape == (2, 1, 20, 24)
+    torch.testing.assert_close(noise, alone.expand(2, -1, -1, -1), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="padded size"):
+        cli.start_noise(prior, [(20, 24), (21, 24)], seed=5)
+
+
+def test_folder_ddfm_runs_batches_that_equal_single_pair_runs(
+    tmp_path, tiny_adm, capsys, monkeypatch, one_thread
+):
+    """--prior CHECKPOINT --config FILE (stride 4): a, b, c pad to 20 x 24 and share batches of <= 2."""
+    checkpoint, config = tiny_adm
+    sizes = {"a": (20, 24), "b": (18, 22), "c": (17, 24)}
+    ir_dir, vis_dir = _pair_folders(tmp_path, sizes)
+    options = ["--prior", checkpoint, "--config", config, "--steps", "2", "--seed", "11"]
+    shapes = _spy_batches(monkeypatch)
+    status, out, err = _run(capsys, "fuse", "--ir-dir", ir_dir, "--vis-dir", vis_dir, "-o", tmp_path / "out",
+                            "--batch-size", "2", *options)  # fmt: skip
+    assert status == 0 and "3 fused image(s)" in out, err
+    assert shapes == [(2, 1, 20, 24), (1, 1, 17, 24)]  # a and b padded alike; c alone: ddfm pads it
+    for name, (h, w) in sizes.items():
+        single = tmp_path / f"single_{name}.png"
+        ir, vis = ir_dir / f"{name}.png", vis_dir / f"{name}.png"
+        status, _, err = _run(capsys, "fuse", "--ir", ir, "--vis", vis, "-o", single, *options)
+        assert status == 0, err
+        batched = np.asarray(Image.open(tmp_path / "out" / f"{name}.png"))
+        assert batched.shape == (h, w, 3)  # the input's size, colour restored per pair
+        np.testing.assert_array_equal(batched, np.asarray(Image.open(single)))
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    (["--em-variant", "released"], [(2, 1, H, W), (1, 1, H, W - 1)]),  # exact sizes: no padding
+    (["--sampler", "ddpm"], [(1, 1, H, W)] * 2 + [(1, 1, H, W - 1)]),  # z is drawn per batch
+])  # fmt: skip
+def test_folder_batches_by_exact_size_for_released_em_and_one_by_one_for_ddpm(
+    tmp_path, capsys, monkeypatch, one_thread, options, expected
+):
+    ir_dir, vis_dir = _pair_folders(tmp_path, {"a": (H, W), "b": (H, W - 1), "c": (H, W)}, colour=False)
+    shapes = _spy_batches(monkeypatch)
+    status, _, err = _run(capsys, "fuse", "--ir-dir", ir_dir, "--vis-dir", vis_dir, "-o", tmp_path / "out",
+                          "--prior", "gaussian", "--steps", "2", *options)  # fmt: skip
+    assert status == 0, err
+    assert shapes == expected
+
+
+def test_config_and_half_options(tmp_path, pair, tiny_adm, capsys, monkeypatch):
+    ir, vis = pair
+    checkpoint, config = tiny_adm
+    fuse = ["fuse", "--ir", ir, "--vis", vis, "-o", tmp_path / "f.png", "--steps", "1"]
+    status, _, err = _run(capsys, *fuse, "--prior", "gaussian", "--half")
+    _assert_one_error_line(status, err, "--half applies to an ADM checkpoint")
+    status, _, err = _run(capsys, *fuse, "--config", config)
+    _assert_one_error_line(status, err, "--config applies to an ADM checkpoint", "embedded")
+    status, _, err = _run(capsys, *fuse, "--prior", checkpoint, "--config", tmp_path / "none.json")
+    _assert_one_error_line(status, err, "none.json")
+    status, _, err = _run(capsys, *fuse, "--prior", checkpoint)  # tiny.pt names no architecture
+    _assert_one_error_line(status, err, "tiny.pt", "config")
+    if not torch.cuda.is_available():
+        status, _, err = _run(capsys, *fuse, "--prior", checkpoint, "--config", config, "--half")
+        _assert_one_error_line(status, err, "--half needs a CUDA device", "cpu")
+    assert not (tmp_path / "f.png").exists()
+    seen = {}
+
+    def load_prior(spec, device, half, config):
+        seen.update(spec=spec, device=device, half=half, config=config)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(cli, "load_prior", load_prior)
+    monkeypatch.setattr(cli, "resolve_device", lambda device: torch.device("cuda"))  # pretend
+    status, _, err = _run(capsys, *fuse, "--prior", checkpoint, "--config", config, "--half")
+    _assert_one_error_line(status, err, "stop here")
+    assert seen == {
+        "spec": str(checkpoint), "device": torch.device("cuda"), "half": True, "config": str(config)
+    }  # fmt: skip
+
+
+def test_torchrun_shards_the_pairs_across_two_processes(tmp_path, capsys, one_thread):
+    """A real `torch.distributed.run` with 2 CPU processes: every output once, equal to one process."""
+    names = ["p0", "p1", "p2", "p3"]
+    ir_dir, vis_dir = _pair_folders(tmp_path, dict.fromkeys(names, (16, 20)))
+    options = ["--prior", "gaussian", "--steps", "2", "--seed", "4"]
+    status, _, err = _run(capsys, "fuse", "--ir-dir", ir_dir, "--vis-dir", vis_dir, "-o", tmp_path / "one",
+                          "--batch-size", "1", *options)  # fmt: skip
+    assert status == 0, err
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "ddfm_edu.cli", "fuse", "--ir-dir", str(ir_dir), "--vis-dir", str(vis_dir),
+         "-o", str(tmp_path / "two"), *options],
+        capture_output=True, text=True, timeout=120, env={**env, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("fused image(s) written") == 1  # rank 0 alone reports
+    assert "2 fused image(s) written" in done.stdout and "4 pairs shared by 2 processes" in done.stdout
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [f"{n}.png" for n in names]
+    for name in names:
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(tmp_path / "two" / f"{name}.png")),
+            np.asarray(Image.open(tmp_path / "one" / f"{name}.png")),
+        )
