@@ -426,3 +426,66 @@ def test_released_notebook_answers_match_the_release_independently():
 def test_released_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
     with pytest.raises(ex.ExerciseError, match=message):
         checker(answer)
+
+
+# ------------------------------------------------------------------ notebook 06
+# The answers of 06_ddfm_sampling.ipynb's collapsed "Answer" blocks.
+def answer_ddpm_mean(f_t, f_hat, alpha_bar, alpha_bar_prev):
+    beta = 1 - alpha_bar / alpha_bar_prev
+    mean = beta * alpha_bar_prev**0.5 * f_hat + (1 - alpha_bar_prev) * (1 - beta) ** 0.5 * f_t
+    return mean / (1 - alpha_bar)
+
+
+def answer_replace_luma(rgb, y):
+    return rgb + (y - (0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]))
+
+
+@pytest.mark.parametrize(
+    "checker,answer",
+    [(ex.check_ddpm_mean, answer_ddpm_mean), (ex.check_replace_luma, answer_replace_luma)],
+)
+def test_sampling_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
+    assert checker(answer) is True
+    assert "correct on 3 cases" in capsys.readouterr().out
+    assert checker(lambda *args: None) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_sampling_notebook_answers_on_known_values():
+    # DDPM mean: E[f_{t-1} | f_t, f_0] by conditioning the jointly Gaussian pair (f_{t-1}, f_t) given f_0
+    a, ap = 0.3, 0.5
+    f0, ft = torch.tensor([0.7], dtype=torch.float64), torch.tensor([-0.4], dtype=torch.float64)
+    # f_{t-1} = sqrt(ap) f0 + sqrt(1 - ap) z1, f_t = sqrt(a / ap) f_{t-1} + sqrt(1 - a / ap) z2
+    s = (a / ap) ** 0.5
+    cov_prev_t, var_t = s * (1 - ap), s**2 * (1 - ap) + (1 - a / ap)
+    expected = ap**0.5 * f0 + cov_prev_t / var_t * (ft - s * ap**0.5 * f0)
+    torch.testing.assert_close(answer_ddpm_mean(ft, f0, a, ap), expected, atol=1e-12, rtol=0)
+    # replace_luma: the result's luma is y and its chroma the input's, through the YCbCr matrix
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(1, 3, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+    y = torch.rand(1, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+    m = torch.tensor([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]],
+                     dtype=torch.float64)  # fmt: skip
+    before, after = (torch.einsum("ij,bjhw->bihw", m, x) for x in (rgb, answer_replace_luma(rgb, y)))
+    torch.testing.assert_close(after[:, :1], y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(after[:, 1:], before[:, 1:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "checker,answer,message",
+    [
+        (ex.check_ddpm_mean, lambda f, x0, a, ap: ex.diffusion.ddim_step(f, x0, a, ap), "DDIM"),
+        (
+            ex.check_ddpm_mean,
+            lambda f, x0, a, ap: ((1 - a) * ap**0.5 * x0 + (1 - ap) * a**0.5 * f) / (1 - a),
+            "step's own beta",
+        ),
+        (ex.check_ddpm_mean, lambda f, x0, a, ap: answer_ddpm_mean(x0, f, a, ap), "swapped"),
+        (ex.check_replace_luma, lambda x, y: y.expand_as(x), "loses the colour"),
+        (ex.check_replace_luma, lambda x, y: x * y / ex.colour.luma(x), "ADD y - Y"),
+        (ex.check_replace_luma, lambda x, y: x + y - x.mean(dim=1, keepdim=True), "not the mean"),
+    ],
+)
+def test_sampling_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        checker(answer)
