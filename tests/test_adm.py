@@ -64,15 +64,6 @@ def randomize(module: nn.Module, seed: int = 0) -> nn.Module:
     return module
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These tensors are tiny: one thread is faster, and immune to a busy machine's contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def small_unet() -> ADMUNet:
     return randomize(ADMUNet(**SMALL)).eval()

@@ -386,15 +386,6 @@ def tiny_adm(tmp_path_factory):
     return folder / "tiny.pt", folder / "tiny.json"
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny tensors: one thread is faster, and immune to a busy machine's contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pair_folders(root, sizes: dict[str, tuple[int, int]], colour: bool = True):
     (root / "ir").mkdir()
     (root / "vi").mkdir()
@@ -457,7 +448,7 @@ def test_start_noise_is_each_images_own_draw():
 
 
 def test_folder_ddfm_runs_batches_that_equal_single_pair_runs(
-    tmp_path, tiny_adm, capsys, monkeypatch, one_thread
+    tmp_path, tiny_adm, capsys, monkeypatch
 ):
     """--prior CHECKPOINT --config FILE (stride 4): a, b, c pad to 20 x 24 and share batches of <= 2."""
     checkpoint, config = tiny_adm
@@ -484,7 +475,7 @@ def test_folder_ddfm_runs_batches_that_equal_single_pair_runs(
     (["--sampler", "ddpm"], [(1, 1, H, W)] * 2 + [(1, 1, H, W - 1)]),  # z is drawn per batch
 ])  # fmt: skip
 def test_folder_batches_by_exact_size_for_released_em_and_one_by_one_for_ddpm(
-    tmp_path, capsys, monkeypatch, one_thread, options, expected
+    tmp_path, capsys, monkeypatch, options, expected
 ):
     ir_dir, vis_dir = _pair_folders(tmp_path, {"a": (H, W), "b": (H, W - 1), "c": (H, W)}, colour=False)
     shapes = _spy_batches(monkeypatch)
@@ -525,7 +516,7 @@ def test_config_and_half_options(tmp_path, pair, tiny_adm, capsys, monkeypatch):
     }  # fmt: skip
 
 
-def test_torchrun_shards_the_pairs_across_two_processes(tmp_path, capsys, one_thread):
+def test_torchrun_shards_the_pairs_across_two_processes(tmp_path, capsys):
     """A real `torch.distributed.run` with 2 CPU processes: every output once, equal to one process."""
     names = ["p0", "p1", "p2", "p3"]
     ir_dir, vis_dir = _pair_folders(tmp_path, dict.fromkeys(names, (16, 20)))

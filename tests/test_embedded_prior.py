@@ -35,16 +35,6 @@ ALPHA_BAR = linear_alpha_bar().float()
 MEASURED_GAIN = {25: 2.96, 100: 2.48, 250: 2.21, 500: 2.18}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for this file's small forward passes (restored after): on a busy 2-core
-    machine two threads per op wait on each other and run many times slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def prior() -> EmbeddedPrior:
     return load_embedded("cpu")

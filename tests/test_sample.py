@@ -31,15 +31,6 @@ def pair(batch: int = 1, height: int = SIZE, width: int = SIZE, seed: int = 0):
     return i, v.clamp(-1, 1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: one thread is faster, and steadier on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def prior():
     return GaussianPrior()
