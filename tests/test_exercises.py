@@ -489,3 +489,73 @@ def test_sampling_notebook_answers_on_known_values():
 def test_sampling_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
     with pytest.raises(ex.ExerciseError, match=message):
         checker(answer)
+
+
+# The answers of 10_priors.ipynb's collapsed "Answer" blocks.
+def answer_score_from_x0(f_t, x0_hat, alpha_bar):
+    return (alpha_bar**0.5 * x0_hat - f_t) / (1 - alpha_bar)
+
+
+def answer_edm_coefficients(sigma, sigma_data=0.5):
+    c_skip = sigma_data**2 / (sigma**2 + sigma_data**2)
+    c_out = sigma * sigma_data / (sigma**2 + sigma_data**2) ** 0.5
+    return c_skip, c_out
+
+
+@pytest.mark.parametrize(
+    "checker,answer",
+    [(ex.check_score_from_x0, answer_score_from_x0), (ex.check_edm_coefficients, answer_edm_coefficients)],
+)
+def test_priors_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
+    assert checker(answer) is True
+    assert "correct on 3 cases" in capsys.readouterr().out
+    assert checker(lambda *args: None) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_priors_notebook_answers_on_known_values():
+    # score: f_0 ~ N(m, s^2) in 1-D, so p_t = N(sqrt(a) m, a s^2 + 1 - a); its log-density gradient
+    # (autograd) against the answer applied to the posterior mean E[f_0 | f_t] by quadrature
+    normal = torch.distributions.Normal
+    m, s = 0.3, 0.7
+    f0 = torch.linspace(m - 12 * s, m + 12 * s, 40001, dtype=torch.float64)
+    for a in (0.99, 0.5, 0.05):
+        x = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64, requires_grad=True)
+        log_p = normal(a**0.5 * m, (a * s**2 + 1 - a) ** 0.5).log_prob(x).sum()
+        (score,) = torch.autograd.grad(log_p, x)
+        log_joint = normal(m, s).log_prob(f0)[None] + normal(a**0.5 * f0, (1 - a) ** 0.5).log_prob(
+            x.detach()[:, None]
+        )
+        posterior_mean = (torch.softmax(log_joint, dim=1) * f0).sum(dim=1)
+        torch.testing.assert_close(answer_score_from_x0(x.detach(), posterior_mean, a), score,
+                                   atol=1e-5, rtol=0)  # fmt: skip
+    # EDM, Monte Carlo with Var f_0 = sd^2 and y = f_0 + sigma z: c_skip is the least-squares
+    # coefficient of f_0 on y (residual uncorrelated with y), and c_out the residual's standard
+    # deviation, so that the network's target (f_0 - c_skip y) / c_out has unit variance
+    g = torch.Generator().manual_seed(0)
+    clean = 0.5 * torch.randn(400_000, generator=g, dtype=torch.float64)
+    noise = torch.randn(400_000, generator=g, dtype=torch.float64)
+    for sigma in (0.1, 0.5, 3.0):
+        y = clean + sigma * noise
+        c_skip, c_out = answer_edm_coefficients(torch.tensor(sigma, dtype=torch.float64))
+        target = (clean - c_skip * y) / c_out
+        assert abs(float(torch.corrcoef(torch.stack([target, y]))[0, 1])) < 0.01
+        assert abs(float(target.var()) - 1.0) < 0.01
+
+
+@pytest.mark.parametrize(
+    "checker,answer,message",
+    [
+        (ex.check_score_from_x0, lambda f, x0, a: (x0 - f) / (1 - a), "sqrt\\(alpha_bar\\) x0_hat"),
+        (ex.check_score_from_x0, lambda f, x0, a: (a**0.5 * x0 - f) / (1 - a) ** 0.5, "VARIANCE"),
+        (ex.check_score_from_x0, lambda f, x0, a: (f - a**0.5 * x0) / (1 - a), "wrong sign"),
+        (ex.check_edm_coefficients, lambda s: (s**2 / (s**2 + 0.25), answer_edm_coefficients(s)[1]),
+         "go to 1"),
+        (ex.check_edm_coefficients, lambda s: (answer_edm_coefficients(s)[0], s * 0.5 / (s**2 + 0.25)),
+         "SQRT"),
+        (ex.check_edm_coefficients, lambda s: answer_edm_coefficients(s)[0], "the pair"),
+    ],
+)  # fmt: skip
+def test_priors_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        checker(answer)
