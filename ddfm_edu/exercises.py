@@ -1,4 +1,4 @@
-r"""Checkers for the exercises of notebooks 01-04: they call the reader's function on a few inputs
+r"""Checkers for the exercises of the notebooks: they call the reader's function on a few inputs
 and say WHAT is wrong (which case, expected vs got, and a hint when the answer matches a known
 mistake), e.g.
 
@@ -17,6 +17,9 @@ Notebook 04 (EM fusion and phi): check_phi_from_scales, check_rho_from_phi, chec
 Notebook 00 (quickstart): check_max_abs. Notebook 07 (evaluation): check_entropy,
     check_spatial_frequency. Notebook 08 (medical fusion): check_luma, check_merge_luma_chroma.
 Notebook 05 (diffusion primer): check_q_sample, check_tweedie, check_ddim_step.
+Notebook 06 (DDFM sampling): check_ddpm_mean, check_replace_luma.
+Notebook 09 (paper vs released code): check_released_output, check_studio_luma.
+Notebook 10 (priors): check_score_from_x0, check_edm_coefficients.
 Every checker prints "not attempted yet" (and returns False) while the reader's stub returns None:
 the committed notebooks run their exercise cells with the stubs in place.
 """
