@@ -92,21 +92,27 @@ def check(label: str, diff: float, tol: float, failures: list[str]) -> None:
         failures.append(label)
 
 
+def compare_ddfm(
+    label: str, pair_cpu: tuple[torch.Tensor, torch.Tensor], cpu_prior, dev_prior, steps: int,
+    seed: int, tol: float, failures: list[str],
+) -> None:
+    """ddfm on the CPU against ddfm on the prior's device, for both EM variants (max |difference|)."""
+    i, v = pair_cpu
+    for variant in ("paper", "released"):
+        a = ddfm(i, v, cpu_prior, steps=steps, em_variant=variant, seed=seed, progress=False).fused
+        b = ddfm(
+            i.to(dev_prior.device), v.to(dev_prior.device), dev_prior,
+            steps=steps, em_variant=variant, seed=seed, progress=False,
+        ).fused  # fmt: skip
+        check(f"{label}, em {variant}", max_diff(a, b), tol, failures)
+
+
 def agreement(device: torch.device, size: int, steps: int, failures: list[str]) -> None:
     log(f"1. {device.type} against cpu (max |difference|)")
     i, v = pair(2, size)
     cpu_prior, dev_prior = GaussianPrior(), GaussianPrior().to(device)
-    for variant in ("paper", "released"):
-        a = ddfm(i, v, cpu_prior, steps=steps, em_variant=variant, seed=1, progress=False).fused
-        b = ddfm(
-            i.to(device), v.to(device), dev_prior, steps=steps, em_variant=variant, seed=1, progress=False
-        )
-        check(
-            f"ddfm, Gaussian prior, {size}x{size}, {steps} steps, em {variant}",
-            max_diff(a, b.fused),
-            1e-3,
-            failures,
-        )
+    label = f"ddfm, Gaussian prior, {size}x{size}, {steps} steps"
+    compare_ddfm(label, (i, v), cpu_prior, dev_prior, steps, seed=1, tol=1e-3, failures=failures)
     for variant in ("paper", "released"):
         a = em_fuse(i, v, iters=10, variant=variant)[0]
         b = em_fuse(i.to(device), v.to(device), iters=10, variant=variant)[0]
@@ -130,18 +136,9 @@ def agreement(device: torch.device, size: int, steps: int, failures: list[str]) 
     torch.backends.cuda.matmul.allow_tf32 = False
     adm_cpu, adm_dev = ADMPrior(unet_cpu), ADMPrior(unet_dev).to(device)
     i32, v32 = pair(1, 32)
-    for variant in ("paper", "released"):
-        a = ddfm(i32, v32, adm_cpu, steps=steps, em_variant=variant, seed=3, progress=False).fused
-        b = ddfm(
-            i32.to(device), v32.to(device), adm_dev, steps=steps, em_variant=variant, seed=3, progress=False
-        )
-        # A random network amplifies rounding differences step after step: a loose bound.
-        check(
-            f"ddfm, small random ADM prior, 32x32, {steps} steps, em {variant}",
-            max_diff(a, b.fused),
-            5e-2,
-            failures,
-        )
+    # A random network amplifies rounding differences step after step: a loose bound.
+    label = f"ddfm, small random ADM prior, 32x32, {steps} steps"
+    compare_ddfm(label, (i32, v32), adm_cpu, adm_dev, steps, seed=3, tol=5e-2, failures=failures)
 
 
 def sync_audit(device: torch.device, failures: list[str]) -> None:
