@@ -33,8 +33,8 @@ def draw_maps(
     panels: dict[str, tuple[np.ndarray, str]], *, title: str | None = None, cols: int = 4
 ) -> Figure:
     """A grid of images: panels maps a caption to (array, colormap). 'gray': an H x W image in
-    [-1, 1] on that fixed range; 'rgb': an H x W x 3 image in [0, 1]; any other colormap: a map
-    on its own range with a colour bar."""
+    [-1, 1] on that fixed range; 'rgb': an H x W x 3 image in [0, 1]; 'coolwarm': a signed map,
+    symmetric about zero; any other colormap: a map on its own range with a colour bar."""
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.3 * rows), squeeze=False)
     for ax, (caption, (image, cmap)) in zip(axes.flat, panels.items(), strict=False):
@@ -42,6 +42,10 @@ def draw_maps(
             ax.imshow(image, cmap="gray", vmin=-1, vmax=1)
         elif cmap == "rgb":
             ax.imshow(image)
+        elif cmap == "coolwarm":  # signed maps: white at zero, the same range either side
+            limit = float(np.nanmax(np.abs(image))) or 1.0
+            shown = ax.imshow(image, cmap=cmap, vmin=-limit, vmax=limit)
+            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
         else:
             shown = ax.imshow(image, cmap=cmap)
             fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)

@@ -49,3 +49,12 @@ def test_em_explorer_indexes_a_cached_trace_and_prints_nothing(pair, monkeypatch
     psi.value = 1.0
     assert len(calls) == 3 and calls[-1]["psi"] == 1.0
     assert capsys.readouterr().out == ""
+
+
+def test_signed_maps_are_shown_symmetric_about_zero(pair):
+    i, v = pair
+    _, trace = em.em_fuse(i, v, iters=2, f_init=i, record=True)
+    fig = widgets.draw_em_maps(trace, 2)
+    (ax,) = [ax for ax in fig.axes if ax.get_title() == "x = f - v"]
+    low, high = ax.images[0].get_clim()
+    assert low == -high and high == pytest.approx(float(trace.x[2].abs().max()), rel=1e-6)
