@@ -102,12 +102,6 @@ WRONG = [
 ]
 
 
-@pytest.mark.parametrize("checker,answer,message", WRONG)
-def test_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
-    with pytest.raises(ex.ExerciseError, match=message):
-        checker(answer)
-
-
 def test_large_residual_message_and_reader_errors():
     # the example of the style guide: a weight that grows with the residual
     with pytest.raises(
@@ -159,15 +153,6 @@ ANSWERS_01_02 = [
 ]
 
 
-@pytest.mark.parametrize("checker,answer", ANSWERS_01_02)
-def test_notebooks_01_02_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert f"{checker.__name__}: correct" in capsys.readouterr().out
-    # the committed notebooks run their exercise cells with the stub in place: no exception
-    assert checker(lambda *args: None) is False
-    assert f"{checker.__name__}: not attempted yet" in capsys.readouterr().out
-
-
 # ------------------------------------------------------------------ notebooks 00, 07, 08
 # The answers the notebooks give in their collapsed "Answer" blocks.
 def answer_max_abs(a, b):
@@ -202,15 +187,6 @@ NOTEBOOK_ANSWERS = [
     (ex.check_luma, answer_luma),
     (ex.check_merge_luma_chroma, answer_merge),
 ]
-
-
-@pytest.mark.parametrize("checker,answer", NOTEBOOK_ANSWERS)
-def test_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert "correct on" in capsys.readouterr().out
-    # The committed notebooks run the stubs: they print, return False and never raise.
-    assert checker(lambda *args: None) is False
-    assert "not attempted yet" in capsys.readouterr().out
 
 
 def test_notebook_answers_are_independent_of_the_library_on_known_values():
@@ -261,12 +237,6 @@ WRONG_NOTEBOOK = [
 ]
 
 
-@pytest.mark.parametrize("checker,answer,message", WRONG_NOTEBOOK)
-def test_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
-    with pytest.raises(ex.ExerciseError, match=message):
-        checker(answer)
-
-
 # ------------------------------------------------------------------ notebook 05
 # The answers of 05_diffusion_primer.ipynb's collapsed "Answer" blocks.
 def answer_q_sample(f0, alpha_bar, noise):
@@ -289,14 +259,6 @@ DIFFUSION_ANSWERS = [
 ]
 
 
-@pytest.mark.parametrize("checker,answer", DIFFUSION_ANSWERS)
-def test_diffusion_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert "correct on 3 cases" in capsys.readouterr().out
-    assert checker(lambda *args: None) is False
-    assert "not attempted yet" in capsys.readouterr().out
-
-
 DIFFUSION_WRONG = [
     (ex.check_q_sample, lambda f0, a, z: a * f0 + (1 - a) * z, "wrong for t = 50.*VARIANCES"),
     (ex.check_q_sample, lambda f0, a, z: (1 - a) ** 0.5 * f0 + a**0.5 * z, "swapped"),
@@ -315,12 +277,6 @@ DIFFUSION_WRONG = [
         "DDPM posterior mean",
     ),
 ]
-
-
-@pytest.mark.parametrize("checker,answer,message", DIFFUSION_WRONG)
-def test_diffusion_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
-    with pytest.raises(ex.ExerciseError, match=message):
-        checker(answer)
 
 
 # ------------------------------------------------------------------ notebooks 03, 04
@@ -352,15 +308,6 @@ EM_ANSWERS = [
 ]
 
 
-@pytest.mark.parametrize("checker,answer", EM_ANSWERS)
-def test_em_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert "correct on" in capsys.readouterr().out
-    # 03 and 04 run these stubs when committed: they print, return False and never raise
-    assert checker(lambda *args: None) is False
-    assert "not attempted yet" in capsys.readouterr().out
-
-
 def test_em_notebook_answers_on_known_values():
     # independent of the library: a horizontal ramp 0..4 (W = 5) has differences 1, 1, 1, 1, -4
     x = torch.arange(5.0).repeat(3, 1)[None, None]
@@ -383,15 +330,10 @@ def answer_studio_luma(rgb):
     return (16 + 65.481 * r + 128.553 * g + 24.966 * b) / 255
 
 
-@pytest.mark.parametrize(
-    "checker,answer",
-    [(ex.check_released_output, answer_released_output), (ex.check_studio_luma, answer_studio_luma)],
-)
-def test_released_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert "correct on" in capsys.readouterr().out
-    assert checker(lambda *args: None) is False
-    assert "not attempted yet" in capsys.readouterr().out
+RELEASED_ANSWERS = [
+    (ex.check_released_output, answer_released_output),
+    (ex.check_studio_luma, answer_studio_luma),
+]
 
 
 def test_released_notebook_answers_match_the_release_independently():
@@ -413,19 +355,13 @@ def test_released_notebook_answers_match_the_release_independently():
     assert answer_studio_luma(grey).flatten().tolist() == pytest.approx([-203 / 255, 16 / 255, 235 / 255])
 
 
-@pytest.mark.parametrize(
-    "checker,answer,message",
-    [
-        (ex.check_released_output, lambda i, v, c, d: v + (i - v) * c / (c + d), "paper's f = x \\+ v"),
-        (ex.check_released_output, lambda i, v, c, d: (i - v) * c / (c + d), "the output is F = I - X"),
-        (ex.check_studio_luma, ex.colour.luma, "full-range luma"),
-        (ex.check_studio_luma, lambda x: answer_studio_luma((x + 1) / 2), "NOT rescale"),
-        (ex.check_studio_luma, lambda x: answer_studio_luma(x) - 16 / 255, "offset 16"),
-    ],
-)
-def test_released_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
-    with pytest.raises(ex.ExerciseError, match=message):
-        checker(answer)
+RELEASED_WRONG = [
+    (ex.check_released_output, lambda i, v, c, d: v + (i - v) * c / (c + d), "paper's f = x \\+ v"),
+    (ex.check_released_output, lambda i, v, c, d: (i - v) * c / (c + d), "the output is F = I - X"),
+    (ex.check_studio_luma, ex.colour.luma, "full-range luma"),
+    (ex.check_studio_luma, lambda x: answer_studio_luma((x + 1) / 2), "NOT rescale"),
+    (ex.check_studio_luma, lambda x: answer_studio_luma(x) - 16 / 255, "offset 16"),
+]
 
 
 # ------------------------------------------------------------------ notebook 06
@@ -440,15 +376,7 @@ def answer_replace_luma(rgb, y):
     return rgb + (y - (0.299 * rgb[:, 0:1] + 0.587 * rgb[:, 1:2] + 0.114 * rgb[:, 2:3]))
 
 
-@pytest.mark.parametrize(
-    "checker,answer",
-    [(ex.check_ddpm_mean, answer_ddpm_mean), (ex.check_replace_luma, answer_replace_luma)],
-)
-def test_sampling_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert "correct on 3 cases" in capsys.readouterr().out
-    assert checker(lambda *args: None) is False
-    assert "not attempted yet" in capsys.readouterr().out
+SAMPLING_ANSWERS = [(ex.check_ddpm_mean, answer_ddpm_mean), (ex.check_replace_luma, answer_replace_luma)]
 
 
 def test_sampling_notebook_answers_on_known_values():
@@ -471,24 +399,18 @@ def test_sampling_notebook_answers_on_known_values():
     torch.testing.assert_close(after[:, 1:], before[:, 1:], atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize(
-    "checker,answer,message",
-    [
-        (ex.check_ddpm_mean, lambda f, x0, a, ap: ex.diffusion.ddim_step(f, x0, a, ap), "DDIM"),
-        (
-            ex.check_ddpm_mean,
-            lambda f, x0, a, ap: ((1 - a) * ap**0.5 * x0 + (1 - ap) * a**0.5 * f) / (1 - a),
-            "step's own beta",
-        ),
-        (ex.check_ddpm_mean, lambda f, x0, a, ap: answer_ddpm_mean(x0, f, a, ap), "swapped"),
-        (ex.check_replace_luma, lambda x, y: y.expand_as(x), "loses the colour"),
-        (ex.check_replace_luma, lambda x, y: x * y / ex.colour.luma(x), "ADD y - Y"),
-        (ex.check_replace_luma, lambda x, y: x + y - x.mean(dim=1, keepdim=True), "not the mean"),
-    ],
-)
-def test_sampling_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
-    with pytest.raises(ex.ExerciseError, match=message):
-        checker(answer)
+SAMPLING_WRONG = [
+    (ex.check_ddpm_mean, lambda f, x0, a, ap: ex.diffusion.ddim_step(f, x0, a, ap), "DDIM"),
+    (
+        ex.check_ddpm_mean,
+        lambda f, x0, a, ap: ((1 - a) * ap**0.5 * x0 + (1 - ap) * a**0.5 * f) / (1 - a),
+        "step's own beta",
+    ),
+    (ex.check_ddpm_mean, lambda f, x0, a, ap: answer_ddpm_mean(x0, f, a, ap), "swapped"),
+    (ex.check_replace_luma, lambda x, y: y.expand_as(x), "loses the colour"),
+    (ex.check_replace_luma, lambda x, y: x * y / ex.colour.luma(x), "ADD y - Y"),
+    (ex.check_replace_luma, lambda x, y: x + y - x.mean(dim=1, keepdim=True), "not the mean"),
+]
 
 
 # The answers of 10_priors.ipynb's collapsed "Answer" blocks.
@@ -502,15 +424,10 @@ def answer_edm_coefficients(sigma, sigma_data=0.5):
     return c_skip, c_out
 
 
-@pytest.mark.parametrize(
-    "checker,answer",
-    [(ex.check_score_from_x0, answer_score_from_x0), (ex.check_edm_coefficients, answer_edm_coefficients)],
-)
-def test_priors_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, capsys):
-    assert checker(answer) is True
-    assert "correct on 3 cases" in capsys.readouterr().out
-    assert checker(lambda *args: None) is False
-    assert "not attempted yet" in capsys.readouterr().out
+PRIORS_ANSWERS = [
+    (ex.check_score_from_x0, answer_score_from_x0),
+    (ex.check_edm_coefficients, answer_edm_coefficients),
+]
 
 
 def test_priors_notebook_answers_on_known_values():
@@ -543,19 +460,45 @@ def test_priors_notebook_answers_on_known_values():
         assert abs(float(target.var()) - 1.0) < 0.01
 
 
+PRIORS_WRONG = [
+    (ex.check_score_from_x0, lambda f, x0, a: (x0 - f) / (1 - a), "sqrt\\(alpha_bar\\) x0_hat"),
+    (ex.check_score_from_x0, lambda f, x0, a: (a**0.5 * x0 - f) / (1 - a) ** 0.5, "VARIANCE"),
+    (ex.check_score_from_x0, lambda f, x0, a: (f - a**0.5 * x0) / (1 - a), "wrong sign"),
+    (ex.check_edm_coefficients, lambda s: (s**2 / (s**2 + 0.25), answer_edm_coefficients(s)[1]),
+     "go to 1"),
+    (ex.check_edm_coefficients, lambda s: (answer_edm_coefficients(s)[0], s * 0.5 / (s**2 + 0.25)),
+     "SQRT"),
+    (ex.check_edm_coefficients, lambda s: answer_edm_coefficients(s)[0], "the pair"),
+]  # fmt: skip
+
+
+# ------------------------------------------------------------------ every notebook
+# Each notebook section above lists its answers (checker, answer) and its typical wrong answers
+# (checker, answer, expected diagnosis); one pair of tests runs them all.
+ANSWERS = [
+    *((checker, answer, "correct") for checker, answer in ANSWERS_01_02),
+    *((checker, answer, "correct on") for checker, answer in
+      NOTEBOOK_ANSWERS + EM_ANSWERS + RELEASED_ANSWERS),
+    *((checker, answer, "correct on 3 cases") for checker, answer in
+      DIFFUSION_ANSWERS + SAMPLING_ANSWERS + PRIORS_ANSWERS),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("checker,answer,expected", ANSWERS)
+def test_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, expected, capsys):
+    assert checker(answer) is True
+    out = capsys.readouterr().out
+    assert f"{checker.__name__}: correct" in out and expected in out
+    # The committed notebooks run their exercise cells with the stub in place: they print,
+    # return False and never raise.
+    assert checker(lambda *args: None) is False
+    assert f"{checker.__name__}: not attempted yet" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "checker,answer,message",
-    [
-        (ex.check_score_from_x0, lambda f, x0, a: (x0 - f) / (1 - a), "sqrt\\(alpha_bar\\) x0_hat"),
-        (ex.check_score_from_x0, lambda f, x0, a: (a**0.5 * x0 - f) / (1 - a) ** 0.5, "VARIANCE"),
-        (ex.check_score_from_x0, lambda f, x0, a: (f - a**0.5 * x0) / (1 - a), "wrong sign"),
-        (ex.check_edm_coefficients, lambda s: (s**2 / (s**2 + 0.25), answer_edm_coefficients(s)[1]),
-         "go to 1"),
-        (ex.check_edm_coefficients, lambda s: (answer_edm_coefficients(s)[0], s * 0.5 / (s**2 + 0.25)),
-         "SQRT"),
-        (ex.check_edm_coefficients, lambda s: answer_edm_coefficients(s)[0], "the pair"),
-    ],
-)  # fmt: skip
-def test_priors_notebook_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    WRONG + WRONG_NOTEBOOK + DIFFUSION_WRONG + RELEASED_WRONG + SAMPLING_WRONG + PRIORS_WRONG,
+)
+def test_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
     with pytest.raises(ex.ExerciseError, match=message):
         checker(answer)
