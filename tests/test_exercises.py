@@ -10,48 +10,10 @@ import torch
 from ddfm_edu import exercises as ex
 
 
-def test_right_answers_pass(capsys):
-    def laplace_pdf(x, mu, s):
-        return np.exp(-np.abs(x - mu) / s) / (2 * s)
-
-    def gsm_sampler(mu, b, size, rng):
-        return rng.normal(mu, np.sqrt(rng.exponential(b, size)))
-
-    def m_bar(x, y, gamma):
-        return np.sqrt(2 / gamma) / np.abs(y - x)
-
-    def e_m(x, y, gamma):
-        return np.abs(y - x) * np.sqrt(gamma / 2) + gamma / 2
-
-    def gamma_update(x, y, gamma):
-        return np.mean(e_m(x, y, gamma))
-
-    def grad(x):
-        return torch.cat([x.roll(-1, -1) - x, x.roll(-1, -2) - x], dim=1)
-
-    def k_update(x, u):
-        H, W = x.shape[-2:]
-        dx = torch.exp(2j * torch.pi * torch.arange(W) / W) - 1
-        dy = (torch.exp(2j * torch.pi * torch.arange(H) / H) - 1)[:, None]
-        fft2 = torch.fft.fft2
-        num = fft2(x) + dx.conj() * fft2(u[:, :1]) + dy.conj() * fft2(u[:, 1:])
-        return torch.fft.ifft2(num / (1 + dx.abs() ** 2 + dy.abs() ** 2)).real
-
-    def x_update(y, m_bar, n_bar, k, eta):
-        return (2 * m_bar * y + eta * k) / (2 * m_bar + 2 * n_bar + eta)
-
-    assert ex.check_laplace_pdf(laplace_pdf)
-    assert ex.check_laplace_scale(lambda b: np.sqrt(b / 2))
-    assert ex.check_gsm_sampler(gsm_sampler)
-    assert ex.check_m_bar(m_bar)
-    assert ex.check_posterior_mean_m(e_m)
-    assert ex.check_gamma_update(gamma_update)
-    assert ex.check_grad(grad)
-    assert ex.check_k_update(k_update)
-    assert ex.check_x_update(x_update)
-    assert ex.check_phi_from_scales(lambda g, r: np.sqrt(g / r))
-    assert ex.check_rho_from_phi(lambda g, p: g / p**2)
-    assert ex.check_l1_fusion_loss(lambda f, i, v, p: np.abs(f - i).sum() + p * np.abs(f - v).sum())
+def test_right_answers_report_what_was_checked(capsys):
+    # Every notebook answer passes (test_notebook_answers_pass_and_stubs_are_not_attempted, below);
+    # the success line also says on how many cases.
+    assert ex.check_m_bar(answer_m_bar) and ex.check_k_update(answer_k_update)
     out = capsys.readouterr().out
     assert "check_m_bar: correct on 5 cases" in out and "check_k_update: correct" in out
 
