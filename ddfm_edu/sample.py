@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ddfm_edu.colour import luma, replace_luma
-from ddfm_edu.data import Padding, crop, pad_to_multiple
+from ddfm_edu.data import Padding, crop, pad_to_multiple, stretch
 from ddfm_edu.diffusion import RespacedSchedule, ddim_step, ddpm_posterior, ddpm_step, respace
 from ddfm_edu.em import VARIANTS as EM_VARIANTS
 from ddfm_edu.em import EMState, em_step
@@ -207,13 +207,6 @@ def _keep(
     return trace
 
 
-def _min_max(y: torch.Tensor) -> torch.Tensor:
-    """Per image: 2 (y - min) / (max - min) - 1, the release's min-max stretch on [-1, 1]."""
-    low = y.amin(dim=(1, 2, 3), keepdim=True)
-    high = y.amax(dim=(1, 2, 3), keepdim=True)
-    return 2.0 * (y - low) / (high - low).clamp_min(1e-12) - 1.0
-
-
 def ddfm(
     i: torch.Tensor,
     v: torch.Tensor,
@@ -300,7 +293,7 @@ def ddfm(
 
     sample = crop(x, padding)
     if em_variant == "released":
-        fused = _min_max(sample if prior.channels == 1 else luma(sample))
+        fused = stretch(sample if prior.channels == 1 else luma(sample))
     else:
         fused = crop(step.f_hat, padding).clamp(-1.0, 1.0)
     return DDFMResult(fused=fused, sample=sample, trace=trace)
