@@ -46,7 +46,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ddfm_edu import data
+from ddfm_edu import data, em
 from ddfm_edu.baselines import BASELINES, em_alone
 from ddfm_edu.priors import PRIOR_NAMES, Prior, load_prior, resolve_device
 
@@ -478,7 +478,7 @@ def _add_fusion_options(parser: argparse.ArgumentParser, method: bool = True) ->
     )
     parser.add_argument("--steps", type=_positive_int, default=100, help="diffusion steps (default 100)")
     parser.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim", help="default ddim")
-    parser.add_argument("--em-variant", choices=("paper", "released"), default="paper", help="default paper")
+    parser.add_argument("--em-variant", choices=em.VARIANTS, default="paper", help="default paper")
     parser.add_argument("--em-iters", type=_positive_int, default=50, help="iterations of --method em (50)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
     parser.add_argument("--seed", type=_seed, default=DEFAULT_SEED, help=f"default {DEFAULT_SEED}")

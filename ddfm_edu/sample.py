@@ -127,9 +127,9 @@ def ddfm_step(
     t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
     estimate = prior.predict_x0(x_t, t_batch).to(x_t.dtype)
     grey = x_t.shape[1] == 1
-    if em_variant == "paper":
+    if em_variant != "released":  # "paper" and the remedies: EM on the estimate's grey value
         f_tilde = estimate if grey else luma(estimate)
-        f_hat, state = em_step(f_tilde, i, v, state, psi=psi, eta=eta, variant="paper", check=False)
+        f_hat, state = em_step(f_tilde, i, v, state, psi=psi, eta=eta, variant=em_variant, check=False)
         x0 = f_hat if grey else replace_luma(estimate, f_hat)
     else:
         ycbcr = released_rgb_to_ycbcr(estimate.expand(-1, 3, -1, -1))
