@@ -23,7 +23,8 @@ local_scales_step: the scales estimated over windows. With gamma constant over a
     M-step of EM for it is the window mean of E[m | y - x]; with a Gaussian window w,
         gamma <- w * (|y - x| sqrt(gamma/2) + gamma/2),   rho <- w * (|x| sqrt(rho/2) + rho/2).
 salience_scales_step: the scales set by the sources' local contrast, not by the residuals:
-        s_i(p) = s a_bar_i / a_i(p),  a_i = sqrt(w * (i - w * i)^2) + floor  (likewise v),
+        s_i(p) = s a_bar / a_i(p),  a_i = sqrt(w * (i - w * i)^2) + floor  (likewise v),
+    a_bar the mean of (a_i + a_v)/2 over the image, so the sources' contrasts are compared:
     the more textured source (larger local standard deviation of its detail) is trusted more; the
     per-image scale s is learned as the paper's with gamma and rho tied (phi = 1).
 exact_m_step_step: the paper's E-step, then the M-step quadratic solved exactly
@@ -82,14 +83,14 @@ def salience_scales_step(
     f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
     phi: None = None, sigma: float = SIGMA,
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
-    r"""The paper's EM step with scales s_i = s a_bar_i / a_i, s_v = s a_bar_v / a_v set by local
+    r"""The paper's EM step with scales s_i = s a_bar / a_i, s_v = s a_bar / a_v set by local
     contrast (module docstring): m_bar = 1/(s_i |y - x|), n_bar = 1/(s_v |x|); the per-image s is
     the paper's learned scale with gamma and rho tied to their mean. Returns (f_hat, x, state)."""
     x0, y = f0 - v, i - v
     a_i, a_v = local_contrast(i, sigma), local_contrast(v, sigma)
     s = (state.gamma / 2.0).sqrt().view(-1, 1, 1, 1)
-    s_i = s * a_i.mean(dim=(1, 2, 3), keepdim=True) / a_i
-    s_v = s * a_v.mean(dim=(1, 2, 3), keepdim=True) / a_v
+    a_bar = 0.5 * (a_i + a_v).mean(dim=(1, 2, 3), keepdim=True)
+    s_i, s_v = s * a_bar / a_i, s * a_bar / a_v
     m_bar = 1.0 / (s_i * _smooth_abs(y - x0))
     n_bar = 1.0 / (s_v * _smooth_abs(x0))
     _, _, gamma, rho = e_step(x0, y, state.gamma, state.rho)
