@@ -17,7 +17,8 @@ The HQS blocks minimise, one at a time, J(x, k, u) = sum m_bar (x - y)^2 + sum n
 M-step quadratic J(x) = sum m_bar (x - y)^2 + sum n_bar x^2 + psi ||grad x||^2 exactly (conjugate
 gradients), to show what HQS approaches as eta grows.
 
-`variant="released"` runs the released code's EM function instead (ddfm_edu.released).
+`variant="released"` runs the released code's EM function instead (ddfm_edu.released);
+`variant="one-sided"` the EM of the one-sided likelihood f >= max(i, v) (ddfm_edu.remedies, notebook 11).
 
 Argument checks: `em_step`, `em_fuse` and `solve_m_step` validate their arguments (ValueError naming
 the argument). The building blocks (`e_step`, `k_update`, `u_update`, `x_update`, `m_step`) do no
