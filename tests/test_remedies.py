@@ -92,3 +92,20 @@ def test_run_em_checks_iters():
     i, v = _pair()
     with pytest.raises(ValueError, match="iters"):
         remedies.run_em(remedies.local_scales_step, i, v, iters=0)
+
+
+def test_cli_fuses_with_the_one_sided_variant(tmp_path, capsys):
+    from PIL import Image
+
+    from ddfm_edu import cli
+
+    rng = np.random.default_rng(0)
+    ir, vis = (rng.integers(0, 256, (20, 24), dtype=np.uint8) for _ in range(2))
+    Image.fromarray(ir).save(tmp_path / "ir.png")
+    Image.fromarray(vis).save(tmp_path / "vis.png")
+    status = cli.main(["fuse", "--ir", str(tmp_path / "ir.png"), "--vis", str(tmp_path / "vis.png"),
+                       "-o", str(tmp_path / "f.png"), "--prior", "gaussian", "--steps", "2",
+                       "--em-variant", "one-sided", "--no-stretch"])
+    assert status == 0, capsys.readouterr().err
+    fused = np.asarray(Image.open(tmp_path / "f.png")).astype(int)
+    assert np.abs(fused - np.maximum(ir, vis)).max() <= 1
