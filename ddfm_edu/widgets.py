@@ -46,7 +46,7 @@ from ddfm_edu.sample import DDFMTrace, ddfm
 __all__ = [
     "MapFigure", "ddfm_explorer", "diffusion_explorer", "diffusion_maps", "draw_diffusion_step",
     "draw_em_maps", "draw_fusion", "draw_maps", "em_explorer", "em_maps", "figure_png", "find_control",
-    "fusion_maps", "one_two_five", "takes_phi",
+    "fusion_maps", "one_two_five", "position", "takes_phi",
 ]  # fmt: skip
 
 _STYLE = {"description_width": "initial"}  # the whole description, never cut
