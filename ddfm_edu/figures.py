@@ -97,6 +97,8 @@ class MapFigure(Figure):
     or with the fixed limits; the range line gives the numbers."""
 
     def __init__(self, panels: Panels, *, cols: int = 4, cell: int = 160) -> None:
+        if not panels:
+            raise ValueError("panels must hold at least one map, got none")
         rows = -(-len(panels) // cols)
         width = _LEFT + cell + _BAR_GAP + _BAR + _LABELS
         height = _TITLE + cell + _GAP

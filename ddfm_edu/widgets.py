@@ -211,6 +211,12 @@ def ddfm_explorer(
     pairs = _bundled_pairs() if pairs is None else dict(pairs)
     if not pairs:
         raise ValueError("pairs must name at least one pair, got an empty dict")
+    for name, pair in pairs.items():
+        if not isinstance(pair, (ImagePair, PairPaths)):
+            raise TypeError(
+                f"pairs[{name!r}] must be an ImagePair (ddfm_edu.data.load_pair(ir, vis)) or PairPaths, "
+                f"got {type(pair).__name__}"
+            )
     if size not in (64, 96, 128):
         raise ValueError(f"size must be 64, 96 or 128, got {size!r}")
 

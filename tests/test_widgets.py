@@ -242,8 +242,13 @@ def test_ddfm_explorer_runs_ddfm_with_the_chosen_settings(small_pairs, monkeypat
     assert capsys.readouterr().out == ""
 
 
-def test_ddfm_explorer_refuses_a_size_it_does_not_offer(small_pairs):
+def test_ddfm_explorer_and_draw_maps_refuse_what_they_cannot_show(small_pairs):
     with pytest.raises(ValueError, match="size must be 64, 96 or 128"):
         widgets.ddfm_explorer(GaussianPrior(), small_pairs, size=100)
     with pytest.raises(ValueError, match="pairs must name at least one pair"):
         widgets.ddfm_explorer(GaussianPrior(), {})
+    i, v = _pair(8)
+    with pytest.raises(TypeError, match=r"pairs\['mine'\] must be an ImagePair"):
+        widgets.ddfm_explorer(GaussianPrior(), {"mine": (i, v)})
+    with pytest.raises(ValueError, match="panels must hold at least one map"):
+        widgets.draw_maps({})
