@@ -26,7 +26,8 @@ from ddfm_edu.em import EMTrace
 from ddfm_edu.sample import DDFMTrace
 
 DPI = 100
-"""Pixels per inch of the figures: a 4-column grid is 960 pixels wide, shown at its own size."""
+"""Pixels per inch of the figures: a 4-column grid is 896 pixels wide, shown at its own size in
+JupyterLab on a 1366-pixel screen with the file browser open."""
 
 # Layout of one panel, in pixels: title (two lines), image box, colour bar and its tick labels.
 _TITLE, _GAP, _TOP, _BOTTOM, _LEFT = 34, 14, 30, 6, 8
@@ -64,7 +65,7 @@ def colour_range(
         limit = float(np.abs(finite).max()) if finite.size else 0.0
         if limit == 0.0:
             return -1.0, 1.0, "zero everywhere"
-        return -limit, limit, f"signed, max |value| = {_g(limit)}"
+        return -limit, limit, f"signed, within \u00b1{_g(limit)}"
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     if high - low <= 1e-6 * max(1.0, abs(high)):  # constant up to rounding: say so
         centre = 0.5 * (low + high)
@@ -96,7 +97,7 @@ class MapFigure(Figure):
     to high whatever the range, labelled -1/0/1 (grey), -max/0/+max (signed), min/max (own range)
     or with the fixed limits; the range line gives the numbers."""
 
-    def __init__(self, panels: Panels, *, cols: int = 4, cell: int = 160) -> None:
+    def __init__(self, panels: Panels, *, cols: int = 4, cell: int = 144) -> None:
         if not panels:
             raise ValueError("panels must hold at least one map, got none")
         rows = -(-len(panels) // cols)
@@ -177,7 +178,7 @@ def draw_maps(
     *,
     title: str | None = None,
     cols: int = 4,
-    cell: int = 160,
+    cell: int = 144,
     figure: MapFigure | None = None,
 ) -> MapFigure:
     """A grid of images: panels maps a caption to (array, colormap) or (array, colormap, (low,

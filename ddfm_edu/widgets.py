@@ -100,7 +100,10 @@ _DDFM_TAKES_PHI = "phi" in inspect.signature(ddfm).parameters
 def _image_widget():
     import ipywidgets as widgets
 
-    return widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+    # at its own size (not stretched to the box: crisp), narrower only where the page is
+    return widgets.Image(
+        format="png", layout=widgets.Layout(align_self="flex-start", max_width="100%", height="auto")
+    )
 
 
 def _scale_controls(widgets, continuous: bool):

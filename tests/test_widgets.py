@@ -99,7 +99,7 @@ def test_every_panel_says_its_range_in_numbers_without_offset_text(grey_trace):
     ranges = {caption: text.get_text() for caption, text in fig.range_of.items()}
     assert ranges["f_tilde (prior)"] == "grey, fixed range [-1, 1]"
     correction = float((grey_trace.f_hat[2, 0, 0] - grey_trace.f_tilde[2, 0, 0]).abs().max())
-    assert ranges["f_hat - f_tilde"] == f"signed, max |value| = {correction:.3g}"
+    assert ranges["f_hat - f_tilde"] == f"signed, within \u00b1{correction:.3g}"
     assert fig.image_of["f_hat - f_tilde"].get_clim() == pytest.approx((-correction, correction), rel=1e-6)
     log_m = np.log10(grey_trace.m_bar[2, 0, 0].numpy())
     assert ranges["log10 m_bar"] == f"min {log_m.min():.3g}, max {log_m.max():.3g}"
@@ -116,7 +116,7 @@ def test_a_constant_map_says_so():
     assert text == "constant, 5.54" and (low, high) == pytest.approx((4.53884, 6.53884))
     assert figures.colour_range(np.zeros((2, 2)), "coolwarm")[2] == "zero everywhere"
     tiny = np.array([[-3e-6, 1e-6]])
-    assert figures.colour_range(tiny, "coolwarm") == (-3e-6, 3e-6, "signed, max |value| = 3e-06")
+    assert figures.colour_range(tiny, "coolwarm") == (-3e-6, 3e-6, "signed, within \u00b13e-06")
 
 
 def test_titles_stay_inside_their_panel_and_panels_keep_their_size(grey_trace):
