@@ -19,22 +19,23 @@ gradients), to show what HQS approaches as eta grows.
 
 `variant="released"` runs the released code's EM function instead (ddfm_edu.released).
 
+Settings: psi, eta, variant and phi travel together as an `EMConfig`, validated once when made.
 Argument checks: `em_step`, `em_fuse` and `solve_m_step` validate their arguments (ValueError naming
 the argument). The building blocks (`e_step`, `k_update`, `u_update`, `x_update`, `m_step`) do no
-checks, and `em_step(..., check=False)` skips them too: that is the path the DDFM sampler calls at
-every diffusion step (no host-device synchronisation; batched, each image with its own gamma, rho).
+checks, and `em_step_unchecked` (or `em_step(..., check=False)`) skips the tensor checks too: that is
+the path the DDFM sampler calls at every diffusion step (no host-device synchronisation; batched,
+each image with its own gamma, rho).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from ddfm_edu import released
 from ddfm_edu.operators import grad, grad_adjoint, grad_t_grad, solve_eye_plus_gtg
-from ddfm_edu.validation import check_images
+from ddfm_edu.validation import check_choice, check_images, check_integer, check_positive
 
 VARIANTS = ("paper", "released")
 
@@ -63,6 +64,33 @@ class EMState:
     u: torch.Tensor
     gamma: torch.Tensor
     rho: torch.Tensor
+
+
+STATE_FIELDS = tuple(field.name for field in fields(EMState))
+
+
+@dataclass(frozen=True)
+class EMConfig:
+    r"""The EM's settings, validated once when made (ValueError naming the field).
+
+    psi: the smoothness weight (the release's lamb = 0.5); eta: the HQS penalty (its rho = 1e-3);
+    variant: "paper" or "released" (`VARIANTS`); phi: None learns the scales gamma, rho; a chosen
+    phi > 0 holds them at rho = gamma / phi^2 (paper variant only).
+    """
+
+    psi: float = 0.5
+    eta: float = 1e-3
+    variant: str = "paper"
+    phi: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("psi", self.psi)
+        check_positive("eta", self.eta)
+        check_choice("variant", self.variant, VARIANTS)
+        if self.phi is not None:
+            if self.variant != "paper":
+                raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them")
+            check_positive("phi", self.phi)
 
 
 def initial_state(like: torch.Tensor, phi: float | None = None) -> EMState:
@@ -186,14 +214,6 @@ def hqs_objective(
     return data + psi * _batch_sum(u**2) + 0.5 * eta * split
 
 
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-
-
 def solve_m_step(
     y: torch.Tensor,
     m_bar: torch.Tensor,
@@ -211,7 +231,8 @@ def solve_m_step(
     (one host sync per iteration: for notebooks and tests, not for the sampler's loop).
     """
     check_images(y=y, m_bar=m_bar, n_bar=n_bar)
-    _check_positive(psi=psi, tol=tol)
+    check_positive("psi", psi)
+    check_positive("tol", tol)
     if (m_bar < 0).any() or (n_bar < 0).any():
         raise ValueError("m_bar and n_bar must be nonnegative (they are expected precisions)")
     diagonal = m_bar + n_bar
@@ -247,27 +268,25 @@ def solve_m_step(
 
 
 def _em_step_paper(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: float | None = None,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
-    """The paper's EM step, unchecked. Returns (f_hat, x, state). With phi, the scales are held:
-    gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, ddfm_math.md section 2)."""
+    """The paper's EM step, unchecked. Returns (f_hat, x, state). With config.phi, the scales are
+    held: gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, ddfm_math.md section 2)."""
     x = f0 - v
     y = i - v
     m_bar, n_bar, gamma, rho = e_step(x, y, state.gamma, state.rho)
-    if phi is not None:
-        gamma, rho = state.gamma, state.gamma / phi**2
-    k, u, x = m_step(x, y, m_bar, n_bar, state.u, psi, eta)
+    if config.phi is not None:
+        gamma, rho = state.gamma, state.gamma / config.phi**2
+    k, u, x = m_step(x, y, m_bar, n_bar, state.u, config.psi, config.eta)
     return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma, rho=rho)
 
 
 def _em_step_released(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: None = None,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     """The release's EM_onestep(f_pre=f0, I=i, V=v), unchecked. Returns (F, X, state)."""
     F, X, C, D, H, F12, tau_a, tau_b = released.em_onestep(
-        f0, i, v, state.u, state.gamma, state.rho, LAMBDA=psi, RHO=eta
+        f0, i, v, state.u, state.gamma, state.rho, LAMBDA=config.psi, RHO=config.eta
     )
     return F, X, EMState(m_bar=C, n_bar=D, k=H, u=F12, gamma=tau_a, rho=tau_b)
 
@@ -296,25 +315,16 @@ def _check_state(state: EMState, like: torch.Tensor) -> None:
             raise ValueError(f"state.{name} must be positive and finite")
 
 
-def _check_variant(variant: str, phi: float | None = None) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if phi is not None:
-        if variant != "paper":
-            raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them")
-        _check_positive(phi=phi)
-
-
 def em_step(
     f0: torch.Tensor,
     i: torch.Tensor,
     v: torch.Tensor,
     state: EMState | None = None,
     *,
-    psi: float = 0.5,
-    eta: float = 1e-3,
-    variant: str = "paper",
-    phi: float | None = None,
+    psi: float = EMConfig.psi,
+    eta: float = EMConfig.eta,
+    variant: str = EMConfig.variant,
+    phi: float | None = EMConfig.phi,
     check: bool = True,
 ) -> tuple[torch.Tensor, EMState]:
     r"""One E-step and one M-step pass (k, u, x) from the estimate f0; returns (f_hat, state).
@@ -331,15 +341,22 @@ def em_step(
     check=False skips all argument checks (no host sync): the per-step path of the DDFM sampler,
     which validates its inputs once at its own entry point.
     """
+    config = EMConfig(psi, eta, variant, phi)
     if check:
-        _check_variant(variant, phi)
-        _check_positive(psi=psi, eta=eta)
         check_images(f0=f0, i=i, v=v)
         if state is not None:
             _check_state(state, i)
+    return em_step_unchecked(f0, i, v, state, config)
+
+
+def em_step_unchecked(
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState | None, config: EMConfig
+) -> tuple[torch.Tensor, EMState]:
+    """`em_step` with its settings as an EMConfig and no checks on the tensors: the per-step path
+    of the DDFM sampler, which validates its inputs once at its own entry point."""
     if state is None:
-        state = initial_state(i, phi)
-    f_hat, _, state = _STEPS[variant](f0, i, v, state, psi, eta, phi)
+        state = initial_state(i, config.phi)
+    f_hat, _, state = _STEPS[config.variant](f0, i, v, state, config)
     return f_hat, state
 
 
@@ -368,15 +385,12 @@ class EMTrace:
 
     def state(self, j: int) -> EMState:
         """The EM state after j iterations."""
-        return EMState(
-            m_bar=self.m_bar[j], n_bar=self.n_bar[j], k=self.k[j], u=self.u[j],
-            gamma=self.gamma[j], rho=self.rho[j],
-        )  # fmt: skip
+        return EMState(**{name: getattr(self, name)[j] for name in STATE_FIELDS})
 
 
 def _record(trace: EMTrace, j: int, f: torch.Tensor, x: torch.Tensor, state: EMState) -> None:
     trace.f[j], trace.x[j] = f, x
-    for name in ("m_bar", "n_bar", "k", "u", "gamma", "rho"):
+    for name in STATE_FIELDS:
         getattr(trace, name)[j] = getattr(state, name)
 
 
@@ -385,10 +399,10 @@ def em_fuse(
     v: torch.Tensor,
     *,
     iters: int = 50,
-    psi: float = 0.5,
-    eta: float = 1e-3,
-    variant: str = "paper",
-    phi: float | None = None,
+    psi: float = EMConfig.psi,
+    eta: float = EMConfig.eta,
+    variant: str = EMConfig.variant,
+    phi: float | None = EMConfig.phi,
     f_init: torch.Tensor | None = None,
     record: bool = False,
 ) -> tuple[torch.Tensor, EMTrace | None]:
@@ -403,10 +417,8 @@ def em_fuse(
     ||f - i||_1 + phi ||f - v||_1 (+ the smoothness term): phi > 1 pulls f to v, phi < 1 to i.
     Returns (f, trace): trace is None unless record, else an EMTrace (index 0 = the start).
     """
-    _check_variant(variant, phi)
-    _check_positive(psi=psi, eta=eta)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    config = EMConfig(psi, eta, variant, phi)
+    check_integer("iters", iters)
     if f_init is None:
         check_images(i=i, v=v)
         f_init = 0.5 * (i + v)
@@ -416,16 +428,11 @@ def em_fuse(
     f, state = f_init, initial_state(i, phi)
     trace = None
     if record:
-        n = iters + 1
-        trace = EMTrace(
-            m_bar=i.new_empty(n, *i.shape), n_bar=i.new_empty(n, *i.shape),
-            k=i.new_empty(n, *i.shape), u=state.u.new_empty(n, *state.u.shape),
-            x=i.new_empty(n, *i.shape), f=i.new_empty(n, *i.shape),
-            gamma=i.new_empty(n, i.shape[0]), rho=i.new_empty(n, i.shape[0]),
-        )  # fmt: skip
+        like = {**{name: getattr(state, name) for name in STATE_FIELDS}, "x": f, "f": f}
+        trace = EMTrace(**{name: t.new_empty(iters + 1, *t.shape) for name, t in like.items()})
         _record(trace, 0, f, f - v, state)
     for j in range(1, iters + 1):
-        f, x, state = step(f, i, v, state, psi, eta, phi)
+        f, x, state = step(f, i, v, state, config)
         if trace is not None:
             _record(trace, j, f, x, state)
     return f, trace

@@ -1,8 +1,42 @@
-"""Argument checks shared by the library: one clear ValueError that names the argument."""
+"""Argument checks shared by the library: one clear ValueError that names the argument.
+
+Public entry points (`em_step`, `em_fuse`, `ddfm`, the baselines, the command line) validate what a
+user passes once, here; the per-step paths they call do no checks.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Collection
+from typing import Any
+
 import torch
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A positive finite real number (bool refused). Returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(value)
+
+
+def check_integer(name: str, value: Any, minimum: int = 1, maximum: int | None = None) -> int:
+    """An integer in minimum..maximum (bool refused). Returns it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        allowed = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Collection[str]) -> str:
+    """One of `choices`. Returns it."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
 
 
 def check_images(ndim: int = 4, channels: int | None = 1, **tensors: torch.Tensor) -> None:

@@ -168,3 +168,19 @@ def diffusion_explorer(trace: DDFMTrace, b: int = 0):
     step.observe(redraw, names="value")
     redraw()
     return widgets.VBox([step, image])
+
+
+def comparison_figure(panels: list[list[tuple[str, np.ndarray]]]) -> Figure:
+    """A matplotlib Figure (no pyplot state): one row per pair, one titled panel per image (uint8,
+    shown on the fixed range 0..255)."""
+    columns = max(len(row) for row in panels)
+    figure = Figure(figsize=(2.0 * columns, 2.1 * len(panels)))
+    axes = figure.subplots(len(panels), columns, squeeze=False)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.15)
+    for row, ax_row in zip(panels, axes, strict=True):
+        for ax, (title, image) in zip(ax_row, row, strict=False):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=9)
+        for ax in ax_row:
+            ax.set_axis_off()
+    return figure

@@ -386,3 +386,12 @@ def test_phi_is_refused_for_the_released_variant_and_when_not_positive():
         em.em_fuse(i, i, iters=1, phi=2.0, variant="released")
     with pytest.raises(ValueError, match="phi"):
         em.em_step(i, i, i, phi=-1.0)
+
+
+def test_em_config_is_validated_once_when_made():
+    assert em.EMConfig() == em.EMConfig(psi=0.5, eta=1e-3, variant="paper", phi=None)
+    for bad, name in (({"psi": float("inf")}, "psi"), ({"eta": 0.0}, "eta"), ({"variant": "x"}, "variant"),
+                      ({"phi": -1.0}, "phi"), ({"variant": "released", "phi": 1.0}, "phi")):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            em.EMConfig(**bad)
+    assert em.STATE_FIELDS == ("m_bar", "n_bar", "k", "u", "gamma", "rho")

@@ -369,3 +369,10 @@ def test_adm_prior_any_size_is_padded_to_its_networks_stride():
         result = ddfm(i, v, ADMPrior(unet), steps=3, em_variant=variant, seed=0, progress=False)
         assert result.fused.shape == (1, 1, 30, 29) and result.sample.shape == (1, 3, 30, 29)
         assert torch.isfinite(result.fused).all()
+
+
+def test_ddfm_refuses_what_em_step_refuses(prior):
+    i, v = pair()
+    for name in ("psi", "eta"):
+        with pytest.raises(ValueError, match=name):
+            ddfm(i, v, prior, steps=2, progress=False, **{name: float("inf")})
