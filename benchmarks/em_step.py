@@ -12,6 +12,8 @@ the contenders interleaved call by call):
                 (psf2otf with its host-side checks), full complex fft2 of x, F1 and F2, the
                 release's operation order (boolean-mask cap)
   speed-up      release-style / paper
+  checks        em_step(variant="paper") with its default checks, given a carried state (what a
+                student's loop calls), / paper (target: at most 1.15)
 
 Run: python benchmarks/em_step.py [--reps N] [--sizes 256x256,576x768,1024x1024] [--threads N]
 """
@@ -96,6 +98,7 @@ def bench(H: int, W: int, device: torch.device, reps: int) -> dict[str, float]:
     contenders = {
         "fft": lambda: torch.fft.irfft2(torch.fft.rfft2(f0), s=(H, W)),
         "paper": lambda: em_step(f0, i, v, state, check=False),
+        "checked": lambda: em_step(f0, i, v, state),
         "released": lambda: em_step(f0, i, v, state_released, variant="released", check=False),
         "base": lambda: release_style_em_step(f0, i, v, hp),
     }
@@ -115,7 +118,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, median of {args.reps}")
     header = (
         f"{'size':>10} {'device':>6} {'fft pair':>9} {'paper':>9} {'pairs':>6} "
-        f"{'released':>9} {'rel-style':>9} {'speed-up':>8}"
+        f"{'released':>9} {'rel-style':>9} {'speed-up':>8} {'checks':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -125,7 +128,7 @@ def main() -> None:
             print(
                 f"{f'{H}x{W}':>10} {device.type:>6} {t['fft'] * 1e3:7.2f}ms {t['paper'] * 1e3:7.2f}ms "
                 f"{t['paper'] / t['fft']:6.2f} {t['released'] * 1e3:7.2f}ms {t['base'] * 1e3:7.2f}ms "
-                f"{t['base'] / t['paper']:7.1f}x"
+                f"{t['base'] / t['paper']:7.1f}x {t['checked'] / t['paper']:7.3f}"
             )
     if torch.cuda.is_available():
         print(f"CUDA device: {torch.cuda.get_device_name()}")

@@ -49,16 +49,23 @@ def crop(x: torch.Tensor, info: Padding) -> torch.Tensor:
     return x[..., : info.height, : info.width]
 
 
+MIN_STRETCH_SPAN = 1.0 / 255.0
+"""Half a grey level on the [-1, 1] scale (one level is 2/255): an image whose values span less is
+constant at 8-bit precision, and `stretch` leaves it as it is instead of blowing its rounding
+noise (1e-8 from a solver, say) up into a 0..255 pattern."""
+
+
 def stretch(x: torch.Tensor) -> torch.Tensor:
     r"""Min-max stretch of each image of a batch (B, C, H, W) to the full range [-1, 1]:
 
         x' = 2 (x - min x) / (max x - min x) - 1
 
-    (the reference protocol saves the fused image stretched to 0..255). A constant image is
-    returned unchanged.
+    (the reference protocol saves the fused image stretched to 0..255). An image whose span
+    max x - min x is below MIN_STRETCH_SPAN (constant at 8-bit precision) is returned unchanged.
     """
     low = x.amin(dim=(1, 2, 3), keepdim=True)
     high = x.amax(dim=(1, 2, 3), keepdim=True)
     span = high - low
-    stretched = 2.0 * (x - low) / torch.where(span > 0, span, torch.ones_like(span)) - 1.0
-    return torch.where(span > 0, stretched, x)
+    flat = span < MIN_STRETCH_SPAN
+    stretched = 2.0 * (x - low) / torch.where(flat, torch.ones_like(span), span) - 1.0
+    return torch.where(flat, x, stretched)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 from importlib.metadata import entry_points
 
 import numpy as np
@@ -197,6 +199,7 @@ def test_unwritable_output_path(tmp_path, pair, capsys):
         (["--em-variant", "x"], "--em-variant"),
         (["--device", "tpu"], "--device"),
         (["--seed", "-3"], "--seed"),
+        (["--seed", str(2**64)], "from 0 to 18446744073709551615"),
         (["--batch-size", "0"], "--batch-size"),
         (["--ir-dir", "somewhere"], "either --ir and --vis"),
     ],
@@ -506,3 +509,100 @@ def test_torchrun_shards_the_pairs_across_two_processes(tmp_path, capsys):
             np.asarray(Image.open(tmp_path / "two" / f"{name}.png")),
             np.asarray(Image.open(tmp_path / "one" / f"{name}.png")),
         )
+
+
+# ---------------------------------------------------------------------------------------------- edge cases
+
+
+def test_laplacian_fits_its_levels_to_a_small_image(tmp_path, capsys):
+    ir, vis = tmp_path / "ir.png", tmp_path / "vis.png"
+    Image.fromarray(_grey(1, (5, 7))).save(ir)
+    Image.fromarray(_grey(2, (5, 7))).save(vis)
+    status, _, err = _run(capsys, "fuse", "--ir", ir, "--vis", vis, "-o", tmp_path / "f.png",
+                          "--method", "laplacian")  # fmt: skip
+    assert status == 0, err
+    assert Image.open(tmp_path / "f.png").size == (7, 5)
+
+
+def test_a_constant_pair_gives_a_constant_image(tmp_path, capsys):
+    """DDFM's output of a constant pair is constant up to solver noise: the stretch keeps it so."""
+    ir, vis = tmp_path / "ir.png", tmp_path / "vis.png"
+    Image.fromarray(np.full((16, 16), 100, np.uint8)).save(ir)
+    Image.fromarray(np.full((16, 16), 100, np.uint8)).save(vis)
+    status, _, err = _run(capsys, "fuse", "--ir", ir, "--vis", vis, "-o", tmp_path / "f.png",
+                          "--prior", "gaussian", "--steps", "3")  # fmt: skip
+    assert status == 0, err
+    fused = np.asarray(Image.open(tmp_path / "f.png"))
+    assert fused.min() == fused.max() == 100
+
+
+def test_eval_csv_into_a_folder_fails_before_any_metric(tmp_path, folders, capsys, monkeypatch):
+    ir_dir, vis_dir = folders
+    fused_dir = tmp_path / "fused"
+    fused_dir.mkdir()
+    Image.fromarray(_grey(5)).save(fused_dir / "a.png")
+    monkeypatch.setattr(cli, "_evaluate", lambda *a: pytest.fail("metrics computed before the check"))
+    status, _, err = _run(capsys, "eval", "--ir-dir", ir_dir, "--vis-dir", vis_dir, "--fused-dir", fused_dir,
+                          "--csv", tmp_path)  # fmt: skip
+    _assert_one_error_line(status, err, "is a folder", "metrics.csv")
+
+
+def test_an_output_that_appears_during_the_run_is_never_replaced(tmp_path, folders, capsys, monkeypatch):
+    """Without --overwrite: another run wrote a.png while this one was fusing: a.png is kept."""
+    ir_dir, vis_dir = folders
+    out = tmp_path / "out"
+    fuse_batch = fusion.fuse_batch
+
+    def other_run_writes_first(i, v, *args, **kwargs):
+        if not (out / "a.png").exists():
+            (out / "a.png").write_bytes(b"another run's output")
+        return fuse_batch(i, v, *args, **kwargs)
+
+    monkeypatch.setattr(fusion, "fuse_batch", other_run_writes_first)
+    status, stdout, err = _run(capsys, "fuse", "--ir-dir", ir_dir, "--vis-dir", vis_dir, "-o", out,
+                               "--method", "average")  # fmt: skip
+    assert status == 0, err
+    assert (out / "a.png").read_bytes() == b"another run's output"
+    assert "a.png appeared during this run and was kept" in err and "1 fused image(s)" in stdout
+    assert Image.open(out / "b.png").size == (W, H)
+    assert not list(out.glob(".*.tmp"))
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, folders, capsys):
+    ir_dir, vis_dir = folders
+    out = tmp_path / "out"
+    out.mkdir()
+    stale, fresh, other = out / ".a.png-k1ll3d.tmp", out / ".b.png-l1v3.tmp", out / ".notes.txt-x.tmp"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"partial")
+    old = time.time() - 2 * data.STALE_AFTER_S
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    status, _, err = _run(capsys, "fuse", "--ir-dir", ir_dir, "--vis-dir", vis_dir, "-o", out,
+                          "--method", "average")  # fmt: skip
+    assert status == 0, err
+    assert not stale.exists()  # this tool's, for one of this run's outputs, and old
+    assert fresh.exists() and other.exists()  # maybe a live write; not this tool's output
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path):
+    """A real process terminated mid-run: exit 143, one line, no temporary file left behind."""
+    ir_dir, vis_dir = _pair_folders(tmp_path, {f"p{k}": (64, 64) for k in range(6)}, colour=False)
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ddfm_edu.cli", "fuse", "--ir-dir", str(ir_dir), "--vis-dir", str(vis_dir),
+         "-o", str(out), "--prior", "gaussian", "--steps", "1000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while not out.exists() and time.time() < deadline:  # the run has started its work
+            time.sleep(0.1)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "ddfm-edu: terminated" and "Traceback" not in err
+    assert not list(out.glob(".*.tmp"))

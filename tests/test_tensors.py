@@ -37,3 +37,13 @@ def test_stretch_maps_each_image_to_the_full_range_and_leaves_constants():
     s = tensors.stretch(x)
     torch.testing.assert_close(s[0], ((x[0] + 0.2) / 0.5) * 2 - 1)
     torch.testing.assert_close(s[1], x[1])
+
+
+def test_stretch_leaves_an_image_that_is_constant_at_8_bit_precision():
+    """A (near-)constant fused image stays constant: its rounding noise is not stretched to 0..255."""
+    base = torch.full((2, 1, 8, 8), 0.2)
+    noisy = base + 1e-8 * torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(tensors.stretch(noisy), noisy, rtol=0, atol=0)
+    half_level = base.clone()
+    half_level[..., 0, 0] += 1.01 * tensors.MIN_STRETCH_SPAN  # just over: stretched
+    assert tensors.stretch(half_level).amin() == -1 and tensors.stretch(half_level).amax() == 1
