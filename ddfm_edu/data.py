@@ -9,10 +9,10 @@ Reading accepts PNG, JPEG, TIFF and BMP, 8- or 16-bit (16-bit values are rescale
 channels exactly equal), RGB, RGBA and grey+alpha (the alpha channel is dropped, with a warning) and
 palette images (expanded to their colours).
 
-Colour (ddfm_math.md section 8): DDFM fuses grey values. The luma Y (BT.601 full range,
+Colour (docs/method.md section 8): DDFM fuses grey values. The luma Y (BT.601 full range,
 `ddfm_edu.colour`) of each source is fused, and the chroma (Cb, Cr) of the colour source is put
 back: the visible image in infrared-visible fusion, the PET/SPECT image in medical fusion. Roles
-follow ddfm_math.md section 1: `i` is the infrared or functional (second) modality, `v` the visible
+follow docs/method.md section 1: `i` is the infrared or functional (second) modality, `v` the visible
 or structural one (MRI). If BOTH images are colour, the chroma of `v` (the visible image) is kept
 and a warning says the other's colour is dropped.
 """
@@ -37,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ddfm_edu.colour import rgb_to_ycbcr, ycbcr_to_rgb
 from ddfm_edu.tensors import stretch
+from ddfm_edu.validation import check_integer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -393,8 +394,7 @@ def resize_pair(pair: ImagePair, longest: int) -> ImagePair:
     """The pair scaled so that its longer side has `longest` pixels, aspect ratio kept (each side
     rounded), i, v and chroma alike, by antialiased bilinear resampling (as PIL's BILINEAR resize):
     toy-size runs of the notebooks on a laptop. The file paths still name the full-size images."""
-    if isinstance(longest, bool) or not isinstance(longest, int) or longest < 2:
-        raise ValueError(f"longest must be an integer >= 2, got {longest!r}")
+    check_integer("longest", longest, 2)
     height, width = pair.i.shape[-2:]
     scale = longest / max(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))

@@ -1,4 +1,4 @@
-r"""The diffusion schedule of DDPM/ADM as DDFM uses it (ddfm_math.md section 5).
+r"""The diffusion schedule of DDPM/ADM as DDFM uses it (docs/method.md section 5).
 
 Forward process: f_t = sqrt(alpha_bar_t) f_0 + sqrt(1 - alpha_bar_t) z,  z ~ N(0, I),
 with alpha_bar_t = prod_{s <= t} (1 - beta_s) and a linear beta schedule.

@@ -1,6 +1,6 @@
 r"""The EM rectification of DDFM: E-step (Proposition 2) and M-step by half-quadratic splitting.
 
-Notation (ddfm_math.md sections 1-4): sources i, v and an estimate f, all (B, 1, H, W) in [-1, 1];
+Notation (docs/method.md sections 1-4): sources i, v and an estimate f, all (B, 1, H, W) in [-1, 1];
 x = f - v, y = i - v. Per pixel, y | x, m ~ N(x, m), m ~ EXP(gamma) and x | n ~ N(0, n),
 n ~ EXP(rho), plus the smoothness penalty psi ||grad x||^2.
 
@@ -283,7 +283,7 @@ def _em_step_paper(
     f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     """The paper's EM step, unchecked. Returns (f_hat, x, state). With config.phi, the scales are
-    held: gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, ddfm_math.md section 2)."""
+    held: gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, docs/method.md section 2)."""
     x = f0 - v
     y = i - v
     m_bar, n_bar, gamma, rho = e_step(x, y, state.gamma, state.rho)

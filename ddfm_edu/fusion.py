@@ -26,6 +26,7 @@ from typing import TypeVar
 import torch
 
 from ddfm_edu.baselines import BASELINES, em_alone
+from ddfm_edu.em import EMConfig
 from ddfm_edu.priors import Prior, load_prior, resolve_device
 from ddfm_edu.sample import RELEASE_SEED
 from ddfm_edu.tensors import pad_to_multiple
@@ -58,7 +59,7 @@ def fuse_batch(
     *,
     steps: int = 100,
     sampler: str = "ddim",
-    em_variant: str = "paper",
+    em_variant: str = EMConfig.variant,
     seed: int | None = RELEASE_SEED,
     em_iters: int = 50,
     progress: bool = False,
@@ -144,7 +145,7 @@ class Fuser:
         half: bool = False,
         steps: int = 100,
         sampler: str = "ddim",
-        em_variant: str = "paper",
+        em_variant: str = EMConfig.variant,
         seed: int | None = RELEASE_SEED,
         em_iters: int = 50,
     ) -> None:

@@ -1,4 +1,4 @@
-r"""The DDFM sampler (ddfm_math.md section 5): diffusion prior + EM rectification, step by step.
+r"""The DDFM sampler (docs/method.md section 5): diffusion prior + EM rectification, step by step.
 
 Per kept timestep t = t_k, from k = S-1 down to 0 (`ddfm_step`):
     1. f_tilde_{0|t} = prior.predict_x0(f_t, t)                         (Tweedie, clipped to [-1, 1])

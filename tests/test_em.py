@@ -26,7 +26,7 @@ def dense_grad(H: int, W: int) -> np.ndarray:
 
 
 def numpy_paper_em_step(f0, i, v, m_bar, n_bar, k, u, gamma, rho, psi, eta, floor):
-    """The paper's EM step written from ddfm_math.md sections 3-4 in float64 numpy, with full
+    """The paper's EM step written from docs/method.md sections 3-4 in float64 numpy, with full
     complex FFTs and closed-form transfer functions (no code shared with ddfm_edu.em)."""
     x, y = f0 - v, i - v
     g, p = gamma[:, None, None, None], rho[:, None, None, None]

@@ -1,5 +1,5 @@
 """The released variant against an independent transcription of the release's EM function, the
-paper-vs-release identity of ddfm_math.md section 7, and the release's studio-range YCbCr."""
+paper-vs-release identity of docs/method.md section 7, and the release's studio-range YCbCr."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 r"""The learned grey prior bundled with the package: a small U-Net denoiser that runs on a laptop CPU.
 
-DDFM only asks its prior for Tweedie's estimate f_tilde_{0|t} = E[f_0 | f_t] (ddfm_math.md section 5).
+DDFM only asks its prior for Tweedie's estimate f_tilde_{0|t} = E[f_0 | f_t] (docs/method.md section 5).
 Instead of the paper's 2 GB ImageNet network, this prior is a 1.7 M parameter U-Net (3.5 MB in
 fp16) trained (by `python -m ddfm_edu.train_prior`) to output that estimate directly, at every
 timestep of the linear schedule, for grey images in [-1, 1]. One call at 256 x 256 takes about
