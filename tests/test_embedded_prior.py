@@ -155,6 +155,7 @@ TINY = ["--batch", "8", "--crops", "32", "--widths", "8", "16", "16", "16", "--l
         "--threads", "1"]
 
 
+@pytest.mark.slow
 def test_training_script_is_deterministic_for_a_seed(tmp_path) -> None:
     runs = [main([*TINY, "--steps", "10", "--log-every", "5", "--checkpoint-every", "5",
                   "--seed", "7", "--out", str(tmp_path / name)]) for name in ("a.pt", "b.pt")]
@@ -169,6 +170,7 @@ def test_training_script_is_deterministic_for_a_seed(tmp_path) -> None:
     assert other["losses"][0] != runs[0]["losses"][0]
 
 
+@pytest.mark.slow
 def test_training_script_lowers_the_loss(tmp_path) -> None:
     main([*TINY, "--steps", "80", "--log-every", "40", "--seed", "7", "--out", str(tmp_path / "a.pt")])
     trained = load_embedded(path=tmp_path / "a.pt").net
