@@ -356,6 +356,15 @@ def _load_error(path, config=SMALL) -> str:
 
 def test_missing_truncated_and_garbage_files_are_refused(tmp_path, small_checkpoint):
     assert "does not exist" in _load_error(tmp_path / "nowhere.pt")
+    # one error type for both loaders, importable from each place it was
+    from ddfm_edu import priors
+    from ddfm_edu.priors import base, embedded
+
+    assert CheckpointError is priors.CheckpointError is base.CheckpointError
+    with pytest.raises(CheckpointError, match="nowhere.pt"):
+        embedded.load_embedded(path=tmp_path / "nowhere.pt")
+    with pytest.raises(CheckpointError, match="nowhere.pt"):
+        priors.load_prior(tmp_path / "nowhere.pt", device="cpu")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(small_checkpoint.read_bytes()[: small_checkpoint.stat().st_size // 2])
     assert "truncated" in _load_error(truncated)

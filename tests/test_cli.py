@@ -485,6 +485,7 @@ def test_config_and_half_options(tmp_path, pair, tiny_adm, capsys, monkeypatch):
     }  # fmt: skip
 
 
+@pytest.mark.slow
 def test_torchrun_shards_the_pairs_across_two_processes(tmp_path, capsys):
     """A real `torch.distributed.run` with 2 CPU processes: every output once, equal to one process."""
     names = ["p0", "p1", "p2", "p3"]

@@ -302,13 +302,14 @@ def test_load_prior_by_name_path_and_error(monkeypatch, tmp_path):
     gaussian = priors.load_prior("gaussian", device="cpu")
     assert isinstance(gaussian, GaussianPrior) and not gaussian.training
     calls = []
+    import ddfm_edu.priors.adm as adm
     import ddfm_edu.priors.embedded as embedded
 
     monkeypatch.setattr(
         embedded, "load_embedded", lambda device: calls.append(("embedded", device)) or gaussian
     )
     monkeypatch.setattr(
-        priors,
+        adm,
         "load_adm_checkpoint",
         lambda path, config=None, device="cpu", half=False: (
             calls.append(("adm", str(path), device, half)) or gaussian

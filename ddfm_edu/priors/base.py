@@ -18,6 +18,11 @@ from torch import nn
 from ddfm_edu.diffusion import linear_alpha_bar
 
 
+class CheckpointError(ValueError):
+    """A weights file (a network checkpoint) that is missing, unreadable, or does not match the
+    architecture: what every prior loader raises instead of falling back to random weights."""
+
+
 class Prior(nn.Module):
     """Base class: subclasses set `channels` (1 grey or 3 RGB) and `stride` (H and W must be
     multiples of it; the sampler reflect-pads to it) and implement `predict_x0`."""

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddfm_edu.priors import resolve_device
-from ddfm_edu.priors.base import Prior
+from ddfm_edu.priors.base import CheckpointError, Prior
 
 __all__ = ["EmbeddedPrior", "EmbeddedUNet", "WEIGHTS_PATH", "load_embedded"]
 
@@ -192,12 +192,12 @@ def load_embedded(device: str | torch.device = "cpu", path: str | Path | None = 
                   ) -> EmbeddedPrior:
     """The learned prior bundled with the package (weights `priors/embedded.pt`), in eval mode.
 
-    Raises FileNotFoundError when the weights file is missing and ValueError when it is unreadable,
-    truncated or does not match the architecture: never random weights.
+    Raises `CheckpointError` (a ValueError, as the ADM loader) naming the file when it is missing,
+    unreadable, truncated or does not match the architecture: never random weights.
     """
     path = WEIGHTS_PATH if path is None else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"embedded prior weights not found at {path}; reinstall ddfm-edu or retrain them with "
             "`python -m ddfm_edu.train_prior --out <path>`")
     try:
@@ -210,6 +210,6 @@ def load_embedded(device: str | torch.device = "cpu", path: str | Path | None = 
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in blob["state_dict"].items()}, strict=True)
     except Exception as error:  # unpickling/zip errors, missing keys, shape mismatch
-        raise ValueError(f"embedded prior weights at {path} are corrupt or do not match the "
+        raise CheckpointError(f"embedded prior weights at {path} are corrupt or do not match the "
                          f"architecture: {error}") from error
     return EmbeddedPrior(net).to(resolve_device(device)).eval()
