@@ -26,12 +26,12 @@ import torch
 
 from ddfm_edu.colour import luma, replace_luma
 from ddfm_edu.diffusion import SAMPLERS, RespacedSchedule, respace
-from ddfm_edu.em import STATE_FIELDS, EMConfig, EMState, em_step_unchecked
+from ddfm_edu.em import EM_DTYPES, STATE_FIELDS, EMConfig, EMState, em_step_unchecked
 from ddfm_edu.em import VARIANTS as EM_VARIANTS
 from ddfm_edu.priors.base import Prior
 from ddfm_edu.released import released_rgb_to_ycbcr, released_ycbcr_to_rgb
 from ddfm_edu.tensors import Padding, crop, pad_to_multiple, stretch
-from ddfm_edu.validation import check_choice, check_images, check_integer
+from ddfm_edu.validation import IMAGE_LIMIT, check_choice, check_images, check_integer
 
 RELEASE_SEED = 3407
 """The release's seed: torch.manual_seed(3407), then randn of the 3-channel start noise."""
@@ -132,7 +132,8 @@ def ddfm_step(
     em = EMConfig() if em is None else em
     t = schedule.timesteps[k]
     t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    estimate = prior.predict_x0(x_t, t_batch).to(x_t.dtype)
+    x_in = x_t if prior.compute_dtype in (None, x_t.dtype) else x_t.to(prior.compute_dtype)
+    estimate = prior.predict_x0(x_in, t_batch).to(x_t.dtype)
     grey = x_t.shape[1] == 1
     if em.variant == "released":
         ycbcr = released_rgb_to_ycbcr(estimate.expand(-1, 3, -1, -1))
@@ -232,7 +233,7 @@ def ddfm(
     torch.float16) stores the trace in lower precision. progress: a tqdm bar (notebook-aware).
     Returns a DDFMResult.
     """
-    check_images(i=i, v=v)
+    check_images(i=i, v=v, limit=IMAGE_LIMIT, dtypes=EM_DTYPES)
     check_choice("em_variant", em_variant, EM_VARIANTS)
     em = EMConfig(psi=psi, eta=eta, variant=em_variant)
     _check_arguments(prior, steps, sampler, seed)

@@ -374,6 +374,8 @@ def test_missing_truncated_and_garbage_files_are_refused(tmp_path, small_checkpo
     pickled = tmp_path / "objects.pt"  # arbitrary objects are refused by weights_only loading
     torch.save({"w": torch.zeros(1), "when": datetime.date(2020, 1, 1)}, pickled)
     assert "cannot read" in _load_error(pickled)
+    for path in (garbage, pickled):  # said in the package's words, never torch's advice to unpickle
+        assert "weights_only" not in _load_error(path) and "torch.save" in _load_error(path)
     not_state = tmp_path / "list.pt"
     torch.save([torch.zeros(1)], not_state)
     assert "not a state dict" in _load_error(not_state)

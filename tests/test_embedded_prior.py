@@ -184,3 +184,15 @@ def test_training_script_lowers_the_loss(tmp_path) -> None:
         untrained = edm_loss(EmbeddedUNet(widths=(8, 16, 16, 16)), f0, sigma, noise)
         loss = edm_loss(trained, f0, sigma, noise)
     assert loss < 0.9 * untrained, (float(loss), float(untrained))
+
+
+def test_ddfm_in_float64_with_the_network_prior_casts_around_the_network(prior):
+    """The network computes in float32 (`compute_dtype`); EM and the updates run in float64."""
+    from ddfm_edu.sample import ddfm
+
+    g = torch.Generator().manual_seed(0)
+    i, v = (torch.rand(1, 1, 24, 20, generator=g) * 2 - 1 for _ in range(2))
+    single = ddfm(i, v, prior, steps=3, seed=1, progress=False).fused
+    double = ddfm(i.double(), v.double(), prior, steps=3, seed=1, progress=False).fused
+    assert prior.compute_dtype == torch.float32 and double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-4, rtol=0)

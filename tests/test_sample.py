@@ -377,3 +377,17 @@ def test_ddfm_refuses_what_em_step_refuses(prior):
     for name in ("psi", "eta"):
         with pytest.raises(ValueError, match=name):
             ddfm(i, v, prior, steps=2, progress=False, **{name: float("inf")})
+
+
+def test_ddfm_runs_in_float64_and_refuses_half_precision(prior):
+    """float64 sources run EM in float64 (a network prior computes in float32 and is cast back); the
+    result agrees with float32 to rounding. Half precision is refused up front, naming the dtypes."""
+    i, v = pair()
+    single = ddfm(i, v, prior, steps=4, seed=0, progress=False).fused
+    double = ddfm(i.double(), v.double(), prior, steps=4, seed=0, progress=False).fused
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="float16: this needs float32 or float64"):
+        ddfm(i.half(), v.half(), prior, steps=2, progress=False)
+    with pytest.raises(ValueError, match="values up to"):
+        ddfm(i * 127.5 + 127.5, v, prior, steps=2, progress=False)

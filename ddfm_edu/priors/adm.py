@@ -97,6 +97,7 @@ class ADMPrior(Prior):
     """
 
     channels = 3
+    compute_dtype = torch.float32
 
     def __init__(self, unet: ADMUNet, *, half: bool = False, alpha_bar: torch.Tensor | None = None):
         super().__init__(alpha_bar)
@@ -124,7 +125,7 @@ class ADMPrior(Prior):
         r"""f_tilde_{0|t} = clip(sqrt(1/alpha_bar_t) x_t - sqrt(1/alpha_bar_t - 1) eps, -1, 1)."""
         t = torch.as_tensor(t, device=x_t.device)
         eps = self.eps(x_t, t)
-        alpha_bar = self.alpha_bar[t.long()].view(-1, 1, 1, 1)
+        alpha_bar = self.alpha_bar_at(t)
         recip = torch.sqrt(1.0 / alpha_bar).to(x_t.dtype)
         recipm1 = torch.sqrt(1.0 / alpha_bar - 1.0).to(x_t.dtype)
         return (recip * x_t - recipm1 * eps).clamp(-1.0, 1.0)
@@ -197,7 +198,8 @@ def load_adm_checkpoint(
         if path.name not in KNOWN_ADM_CONFIGS:
             raise CheckpointError(
                 f"unknown architecture for checkpoint '{path}': its file name is none of "
-                f"{sorted(KNOWN_ADM_CONFIGS)}; give the network config explicitly"
+                f"{sorted(KNOWN_ADM_CONFIGS)}; give its architecture as config= (a dict or a JSON file; "
+                "on the command line --config FILE)"
             )
         config = KNOWN_ADM_CONFIGS[path.name]
     config = _read_config(config)
@@ -209,8 +211,9 @@ def load_adm_checkpoint(
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for bad files (pickle, zip, EOF, runtime)
         raise CheckpointError(
-            f"cannot read checkpoint '{path}' as a torch checkpoint (is it truncated, or not a "
-            f".pt file?): {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            f"cannot read checkpoint '{path}' as a file of tensors saved by torch.save: it is truncated, "
+            "not a checkpoint, or holds Python objects besides tensors (refused: loading those could "
+            "run code)"
         ) from err
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()

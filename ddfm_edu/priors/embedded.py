@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -157,6 +158,7 @@ class EmbeddedPrior(Prior):
 
     channels = 1
     stride = 1
+    compute_dtype = torch.float32
 
     def __init__(self, net: EmbeddedUNet, alpha_bar: torch.Tensor | None = None) -> None:
         super().__init__(alpha_bar)
@@ -168,10 +170,9 @@ class EmbeddedPrior(Prior):
 
         x_t (B, 1, H, W) on the prior's device; t (B,) or a scalar, original timestep indices.
         """
-        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(x_t.shape[0])
-        alpha_bar = self.alpha_bar[t].to(x_t.dtype)
-        sigma = (1.0 / alpha_bar - 1.0).sqrt()
-        y = x_t / alpha_bar.sqrt().view(-1, 1, 1, 1)
+        alpha_bar = self.alpha_bar_at(t, x_t).expand(x_t.shape[0], 1, 1, 1)
+        sigma = (1.0 / alpha_bar - 1.0).sqrt().view(-1)
+        y = x_t / alpha_bar.sqrt()
         height, width = x_t.shape[-2:]
         pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
         if pad_h or pad_w:
@@ -210,6 +211,8 @@ def load_embedded(device: str | torch.device = "cpu", path: str | Path | None = 
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in blob["state_dict"].items()}, strict=True)
     except Exception as error:  # unpickling/zip errors, missing keys, shape mismatch
+        reason = "not a file of tensors saved by torch.save" if isinstance(error, pickle.UnpicklingError) \
+            else str(error).splitlines()[0] if str(error) else type(error).__name__
         raise CheckpointError(f"embedded prior weights at {path} are corrupt or do not match the "
-                         f"architecture: {error}") from error
+                              f"architecture: {reason}") from error
     return EmbeddedPrior(net).to(resolve_device(device)).eval()
