@@ -297,3 +297,19 @@ def draw_fusion(
     """Figure of `fusion_maps` in two rows of three (grey where the sources agree in the position
     map); `figure`: an earlier one to update in place."""
     return draw_maps(fusion_maps(i, v, fused), title=title, cols=3, cell=180, figure=figure)
+
+
+def comparison_figure(panels: list[list[tuple[str, np.ndarray]]]) -> Figure:
+    """A matplotlib Figure (no pyplot state): one row per pair, one titled panel per image (uint8,
+    shown on the fixed range 0..255)."""
+    columns = max(len(row) for row in panels)
+    figure = Figure(figsize=(2.0 * columns, 2.1 * len(panels)))
+    axes = figure.subplots(len(panels), columns, squeeze=False)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.95, wspace=0.05, hspace=0.15)
+    for row, ax_row in zip(panels, axes, strict=True):
+        for ax, (title, image) in zip(ax_row, row, strict=False):
+            ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+            ax.set_title(title, fontsize=9)
+        for ax in ax_row:
+            ax.set_axis_off()
+    return figure

@@ -30,6 +30,7 @@ from ddfm_edu.data import ImagePair, PairPaths, load_pair, resize_pair, sample_p
 from ddfm_edu.em import EMTrace, em_fuse
 from ddfm_edu.figures import (
     MapFigure,
+    comparison_figure,
     diffusion_maps,
     draw_diffusion_step,
     draw_em_maps,
@@ -44,9 +45,9 @@ from ddfm_edu.priors import Prior, load_prior
 from ddfm_edu.sample import DDFMTrace, ddfm
 
 __all__ = [
-    "MapFigure", "ddfm_explorer", "diffusion_explorer", "diffusion_maps", "draw_diffusion_step",
-    "draw_em_maps", "draw_fusion", "draw_maps", "em_explorer", "em_maps", "figure_png", "find_control",
-    "fusion_maps", "one_two_five", "position", "takes_phi",
+    "MapFigure", "comparison_figure", "ddfm_explorer", "diffusion_explorer", "diffusion_maps",
+    "draw_diffusion_step", "draw_em_maps", "draw_fusion", "draw_maps", "em_explorer", "em_maps",
+    "figure_png", "find_control", "fusion_maps", "one_two_five", "position", "takes_phi",
 ]  # fmt: skip
 
 _STYLE = {"description_width": "initial"}  # the whole description, never cut

@@ -1,4 +1,4 @@
-"""Image I/O, colour pairs, padding, pair folders, PNG output and the bundled sample data."""
+"""Image I/O, colour pairs, pair folders, PNG output and the bundled sample data."""
 
 from __future__ import annotations
 
@@ -137,32 +137,6 @@ def test_pair_of_different_sizes_names_both_files_and_sizes(tmp_path):
         data.load_pair(*paths)
 
 
-# ---------------------------------------------------------------------------------------------- padding
-
-
-def test_pad_to_multiple_reflects_like_numpy_and_crops_back():
-    x = torch.rand(2, 3, 21, 30)
-    padded, info = data.pad_to_multiple(x, 8)
-    assert padded.shape == (2, 3, 24, 32) and info == data.Padding(21, 30, 3, 2)
-    expected = np.pad(x.numpy(), ((0, 0), (0, 0), (0, 3), (0, 2)), mode="reflect")
-    np.testing.assert_array_equal(padded.numpy(), expected)
-    assert torch.equal(data.crop(padded, info), x)
-    same, info = data.pad_to_multiple(x[..., :16, :24], 8)
-    assert same.shape == (2, 3, 16, 24) and info.bottom == info.right == 0
-
-
-def test_pad_larger_than_the_image_reflects_repeatedly():
-    x = torch.arange(3.0).view(1, 1, 1, 3)
-    padded, info = data.pad_to_multiple(x, 8)
-    assert padded.shape == (1, 1, 8, 8)
-    # 1 row: replicated; 3 columns: 0 1 2 | 1 0 | 1 2 1  (reflect by at most size - 1 at a time)
-    assert padded[0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
-    assert torch.equal(padded[0, 0], padded[0, 0, :1].expand(8, 8))
-    assert torch.equal(data.crop(padded, info), x)
-    with pytest.raises(ValueError, match="stride"):
-        data.pad_to_multiple(x, 0)
-
-
 # ---------------------------------------------------------------------------------------------- folders
 
 
@@ -210,13 +184,6 @@ def test_pair_folders_without_a_layout_is_an_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- output
-
-
-def test_stretch_maps_each_image_to_the_full_range_and_leaves_constants():
-    x = torch.stack([torch.linspace(-0.2, 0.3, 12).view(1, 3, 4), torch.full((1, 3, 4), 0.5)])
-    s = data.stretch(x)
-    torch.testing.assert_close(s[0], ((x[0] + 0.2) / 0.5) * 2 - 1)
-    torch.testing.assert_close(s[1], x[1])
 
 
 def test_save_png_grey_with_and_without_stretch(tmp_path):
