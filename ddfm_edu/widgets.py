@@ -107,16 +107,20 @@ def _image_widget():
     )
 
 
-def _scale_controls(widgets, continuous: bool):
-    """psi, eta (1-2-5 steps through the library defaults) and phi sliders, and their legend."""
-    kwargs = dict(style=_STYLE, continuous_update=continuous, layout=widgets.Layout(width="330px"))
-    psi = widgets.SelectionSlider(options=one_two_five(1e-3, 100), value=0.5, description="psi", **kwargs)
-    eta = widgets.SelectionSlider(options=one_two_five(1e-4, 100), value=1e-3, description="eta", **kwargs)
+def _scale_controls(widgets, phi_note: str = ""):
+    """psi, eta (1-2-5 steps through the library defaults, `em.EMConfig`) and phi sliders, acting
+    when released, and their legend."""
+    kwargs = dict(style=_STYLE, continuous_update=False, layout=widgets.Layout(width="330px"))
+    defaults = em.EMConfig()
+    psi = widgets.SelectionSlider(options=one_two_five(1e-3, 100), value=defaults.psi, description="psi",
+                                  **kwargs)  # fmt: skip
+    eta = widgets.SelectionSlider(options=one_two_five(1e-4, 100), value=defaults.eta, description="eta",
+                                  **kwargs)  # fmt: skip
     phi = widgets.FloatSlider(value=0.0, min=0.0, max=4.0, step=0.25, description="phi", **kwargs)
     legend = widgets.HTML(
         "psi: weight of the smoothness term &middot; eta: HQS penalty &middot; "
         "phi = 0: EM learns the scales gamma, rho; phi &gt; 0 holds rho = gamma / phi&sup2; "
-        "(variants that accept it; the slider is greyed out otherwise)"
+        f"(variants that accept it; the slider is greyed out otherwise{phi_note})"
     )
     return psi, eta, phi, legend
 
@@ -142,7 +146,7 @@ def em_explorer(i: torch.Tensor, v: torch.Tensor, *, iters: int = 30, variant: s
         layout=widgets.Layout(width="500px"),
     )  # fmt: skip
     choice = _variant_control(widgets, variant)
-    psi, eta, phi, legend = _scale_controls(widgets, continuous=False)
+    psi, eta, phi, legend = _scale_controls(widgets)
     image = _image_widget()
     figure: MapFigure | None = None
 
@@ -235,7 +239,7 @@ def ddfm_explorer(
     choose_pair = widgets.Dropdown(options=list(pairs), description="pair", style=_STYLE, layout=layout)
     choose_size = widgets.Dropdown(options=[64, 96, 128], value=size, description="size (px)", style=_STYLE)
     choice = _variant_control(widgets, em.VARIANTS[0])
-    psi, eta, phi, legend = _scale_controls(widgets, continuous=False)
+    psi, eta, phi, legend = _scale_controls(widgets, "" if _DDFM_TAKES_PHI else "; this ddfm takes no phi")
     step_count = widgets.IntSlider(
         value=steps, min=5, max=50, step=5, description="steps", continuous_update=False, style=_STYLE,
         layout=layout,
