@@ -238,7 +238,7 @@ def ddfm_explorer(
     layout = widgets.Layout(width="330px")
     choose_pair = widgets.Dropdown(options=list(pairs), description="pair", style=_STYLE, layout=layout)
     choose_size = widgets.Dropdown(options=[64, 96, 128], value=size, description="size (px)", style=_STYLE)
-    choice = _variant_control(widgets, em.VARIANTS[0])
+    choice = _variant_control(widgets, em.EMConfig().variant)
     psi, eta, phi, legend = _scale_controls(widgets, "" if _DDFM_TAKES_PHI else "; this ddfm takes no phi")
     step_count = widgets.IntSlider(
         value=steps, min=5, max=50, step=5, description="steps", continuous_update=False, style=_STYLE,
