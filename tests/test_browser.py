@@ -129,21 +129,26 @@ def lab():
             "--no-first-run", "--window-size=1366,768", f"--user-data-dir={folder / '.chromium'}",
         ):  # fmt: skip
             options.add_argument(argument)
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+        from selenium.webdriver.chrome.service import Service
+
+        driver = webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
         driver.set_page_load_timeout(60)
         driver.set_script_timeout(30)
         yield url, token, driver
     finally:
-        if driver is not None:
-            driver.quit()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)  # the server and the kernels it started
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=20)
-        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            if driver is not None:
+                driver.quit()  # the browser and its driver
+        finally:
+            # the server shuts its kernels down on SIGTERM; a kernel also exits when its parent dies
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGTERM)
+                try:
+                    server.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(server.pid, signal.SIGKILL)
+                    server.wait(timeout=20)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _explorer(driver, description: str):
