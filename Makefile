@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 # otherwise whatever pip resolves for "torch>=2.1".
 TORCH  ?= $(firstword $(wildcard /opt/wheels/torch-*+cpu-*.whl) torch>=2.1)
 
-.PHONY: test lab demo notebooks lint bench clean
+.PHONY: test test-fast lab demo notebooks lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	$(PY) -m ruff check ddfm_edu tests benchmarks scripts notebooks
 	MPLBACKEND=Agg $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env -p no:cacheprovider
+
+# The quick loop while editing: ruff and the tests not marked slow, no notebooks.
+test-fast: $(VENV)/.installed
+	$(PY) -m ruff check ddfm_edu tests benchmarks scripts notebooks
+	MPLBACKEND=Agg $(PY) -m pytest tests -m "not slow" -p no:cacheprovider
 
 lab: $(VENV)/.installed
 	$(VENV)/bin/jupyter lab notebooks

@@ -8,10 +8,13 @@ the contenders interleaved call by call):
   pairs         paper / fft pair (target: at most 2.5 at 576x768)
   released      em_step(variant="released", check=False): the release's operations (full complex
                 FFTs), with its transfer functions cached
-  release-style the release's EM as it runs per call, transfer functions recomputed every call
-                (psf2otf with its host-side checks), full complex fft2 of x, F1 and F2, the
-                release's operation order (boolean-mask cap)
+  release-style the release's EM as it runs per call (tests/release_transcription.py: EM_Initial
+                then EM_onestep), transfer functions recomputed every call (psf2otf with its
+                host-side checks), full complex fft2 of x, F1 and F2, the release's operation
+                order (boolean-mask cap)
   speed-up      release-style / paper
+  checks        em_step(variant="paper") with its default checks, given a carried state (what a
+                student's loop calls), / paper (target: at most 1.15)
 
 Run: python benchmarks/em_step.py [--reps N] [--sizes 256x256,576x768,1024x1024] [--threads N]
 """
@@ -20,50 +23,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from ddfm_edu.em import em_step
 
-
-def release_style_em_step(f_pre, I, V, hp, lamb=0.5, rho=1e-3):  # noqa: E741
-    """The release's EM_Initial transfer functions + EM_onestep, as it computes them (baseline)."""
-    H_, W_ = I.shape[-2:]
-    otf = []
-    for kernel in (torch.tensor([[1, -1]], device=I.device), torch.tensor([[1], [-1]], device=I.device)):
-        psf_size = torch.tensor(kernel.shape)
-        psf = torch.nn.functional.pad(kernel, (0, W_ - kernel.shape[1], 0, H_ - kernel.shape[0]))
-        for axis in range(2):
-            psf = torch.roll(psf, -int(psf_size[axis] / 2), axis)
-        o = torch.fft.fftn(psf)
-        n_ops = sum(float(s * torch.log2(s.float()) * psf_size.prod() / s) for s in psf_size)
-        if torch.max(torch.abs(torch.imag(o))) / torch.max(torch.abs(o)) <= n_ops * 1.19e-7:
-            o = torch.real(o)
-        otf.append(o)
-    fft_k1, fft_k2 = otf
-    fft_k1sq, fft_k2sq = torch.conj(fft_k1) * fft_k1, torch.conj(fft_k2) * fft_k2
-    tau_a, tau_b, F1, F2 = hp["tau_a"], hp["tau_b"], hp["F1"], hp["F2"]
-    Y = I - V
-    X = f_pre - V
-    D = torch.sqrt(2 / tau_b / (X**2 + 1e-6))
-    C = torch.sqrt(2 / tau_a / ((Y - X + 1e-6) ** 2))
-    D[D > 2 * C] = 2 * C[D > 2 * C]
-    tau_b = torch.mean(1.0 / (D + 1e-10) + tau_b / 2)
-    tau_a = torch.mean(1.0 / (C + 1e-10) + tau_a / 2)
-    Z = Y - X
-    Hf = torch.fft.fft2(Z) + torch.conj(fft_k1) * torch.fft.fft2(F1) + torch.conj(fft_k2) * torch.fft.fft2(F2)
-    H = torch.real(torch.fft.ifft2(Hf / (1 + fft_k1sq + fft_k2sq)))
-    a1 = torch.zeros_like(H)
-    a1[:, :, :, :-1] = H[:, :, :, :-1] - H[:, :, :, 1:]
-    a1[:, :, :, -1] = H[:, :, :, -1]
-    a2 = torch.zeros_like(H)
-    a2[:, :, :-1, :] = H[:, :, :-1, :] - H[:, :, 1:, :]
-    a2[:, :, -1, :] = H[:, :, -1, :]
-    F1 = (rho / (2 * lamb + rho)) * a1
-    F2 = (rho / (2 * lamb + rho)) * a2
-    X = (2 * C * Y + rho * (Y - H)) / (2 * C + 2 * D + rho)
-    return I - X, {"tau_a": tau_a, "tau_b": tau_b, "F1": F1, "F2": F2}
+# The release's EM, transcribed once, beside the tests that check the released variant against it.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from release_transcription import release_em_onestep, release_initial  # noqa: E402
 
 
 def timed(fns: dict, device: torch.device, reps: int) -> dict[str, float]:
@@ -92,12 +62,12 @@ def bench(H: int, W: int, device: torch.device, reps: int) -> dict[str, float]:
     f0, i, v = (torch.rand(1, 1, H, W, generator=g).mul(2).sub(1).to(device) for _ in range(3))
     _, state = em_step(f0, i, v)  # a realistic (non-initial) state
     _, state_released = em_step(f0, i, v, variant="released")
-    hp = {"tau_a": 1, "tau_b": 1, "F1": torch.zeros_like(i), "F2": torch.zeros_like(i)}
     contenders = {
         "fft": lambda: torch.fft.irfft2(torch.fft.rfft2(f0), s=(H, W)),
         "paper": lambda: em_step(f0, i, v, state, check=False),
+        "checked": lambda: em_step(f0, i, v, state),
         "released": lambda: em_step(f0, i, v, state_released, variant="released", check=False),
-        "base": lambda: release_style_em_step(f0, i, v, hp),
+        "base": lambda: release_em_onestep(f0, i, v, release_initial(i), lamb=0.5, rho=1e-3),
     }
     return timed(contenders, device, reps)
 
@@ -115,7 +85,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, median of {args.reps}")
     header = (
         f"{'size':>10} {'device':>6} {'fft pair':>9} {'paper':>9} {'pairs':>6} "
-        f"{'released':>9} {'rel-style':>9} {'speed-up':>8}"
+        f"{'released':>9} {'rel-style':>9} {'speed-up':>8} {'checks':>7}"
     )
     print(header)
     print("-" * len(header))
@@ -125,7 +95,7 @@ def main() -> None:
             print(
                 f"{f'{H}x{W}':>10} {device.type:>6} {t['fft'] * 1e3:7.2f}ms {t['paper'] * 1e3:7.2f}ms "
                 f"{t['paper'] / t['fft']:6.2f} {t['released'] * 1e3:7.2f}ms {t['base'] * 1e3:7.2f}ms "
-                f"{t['base'] / t['paper']:7.1f}x"
+                f"{t['base'] / t['paper']:7.1f}x {t['checked'] / t['paper']:7.3f}"
             )
     if torch.cuda.is_available():
         print(f"CUDA device: {torch.cuda.get_device_name()}")

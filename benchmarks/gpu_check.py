@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ddfm_edu.diffusion import respace
-from ddfm_edu.em import em_fuse
+from ddfm_edu.em import EMConfig, em_fuse
 from ddfm_edu.priors.adm import ADM256_UNCOND_CONFIG, ADMPrior, ADMUNet
 from ddfm_edu.priors.gaussian import GaussianPrior
 from ddfm_edu.released import YCBCR_FROM_RGB, YCBCR_OFFSET, em_onestep
@@ -157,16 +157,15 @@ def sync_audit(device: torch.device, failures: list[str]) -> None:
         for variant in ("paper", "released"):
             x = torch.randn(1, channels, 32, 32, device=device)
             with torch.no_grad():
-                step = ddfm_step(x, i, v, prior, schedule, 9, em_variant=variant)
+                em = EMConfig(variant=variant)
+                step = ddfm_step(x, i, v, prior, schedule, 9, em=em)
                 torch.cuda.synchronize()
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     torch.cuda.set_sync_debug_mode("warn")
                     try:
                         for k in (8, 7, 6):
-                            step = ddfm_step(
-                                step.x_prev, i, v, prior, schedule, k, step.state, em_variant=variant
-                            )
+                            step = ddfm_step(step.x_prev, i, v, prior, schedule, k, step.state, em=em)
                     finally:
                         torch.cuda.set_sync_debug_mode("default")
             where = Counter(

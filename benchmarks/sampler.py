@@ -19,7 +19,7 @@ import torch
 
 from ddfm_edu.diffusion import respace
 from ddfm_edu.em import em_step
-from ddfm_edu.priors import Prior, load_prior
+from ddfm_edu.priors import CheckpointError, Prior, load_prior
 from ddfm_edu.priors.gaussian import GaussianPrior
 from ddfm_edu.sample import ddfm
 
@@ -102,7 +102,7 @@ def main() -> None:
     try:
         load_prior("embedded", device="cpu")
         named.append(("embedded", lambda device: load_prior("embedded", device=device)))
-    except (FileNotFoundError, ValueError) as err:
+    except CheckpointError as err:
         print(f"(embedded prior skipped: {err})")
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.steps} steps per run")

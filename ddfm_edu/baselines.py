@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ddfm_edu.em import em_fuse
-from ddfm_edu.validation import check_images
+from ddfm_edu.validation import check_images, check_integer
 
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 
@@ -79,10 +79,7 @@ def laplacian_pyramid(x: torch.Tensor, levels: int = 4) -> list[torch.Tensor]:
     """[L_0, ..., L_{levels-2}, G_{levels-1}] of x (B, C, H, W): detail bands, then the base."""
     check_images(channels=None, x=x)
     limit = max_levels(*x.shape[-2:])
-    if not isinstance(levels, int) or not 1 <= levels <= limit:
-        raise ValueError(
-            f"levels must be an integer from 1 to {limit} for a {tuple(x.shape[-2:])} image, got {levels!r}"
-        )
+    check_integer(f"levels (for a {tuple(x.shape[-2:])} image)", levels, 1, limit)
     pyramid, g = [], x
     for _ in range(levels - 1):
         coarser = _down(g)
@@ -99,29 +96,28 @@ def reconstruct_laplacian(pyramid: list[torch.Tensor]) -> torch.Tensor:
     return g
 
 
-def laplacian_fusion(i: torch.Tensor, v: torch.Tensor, levels: int = 4) -> torch.Tensor:
-    """Laplacian-pyramid fusion: max-absolute rule on the detail bands, average on the base."""
+DEFAULT_LEVELS = 4
+
+
+def laplacian_fusion(i: torch.Tensor, v: torch.Tensor, levels: int | None = None) -> torch.Tensor:
+    """Laplacian-pyramid fusion: max-absolute rule on the detail bands, average on the base.
+
+    levels=None: DEFAULT_LEVELS (4), or as many as the image size allows (`max_levels`) if fewer."""
     check_images(i=i, v=v)
+    if levels is None:
+        levels = min(DEFAULT_LEVELS, max_levels(*i.shape[-2:]))
     pyramid_i, pyramid_v = laplacian_pyramid(i, levels), laplacian_pyramid(v, levels)
     bands = [select_max_abs(a, b) for a, b in zip(pyramid_i[:-1], pyramid_v[:-1], strict=True)]
     return reconstruct_laplacian([*bands, 0.5 * (pyramid_i[-1] + pyramid_v[-1])])
 
 
-def em_alone(
-    i: torch.Tensor,
-    v: torch.Tensor,
-    *,
-    iters: int = 50,
-    psi: float = 0.5,
-    eta: float = 1e-3,
-    variant: str = "paper",
-    phi: float | None = None,
-) -> torch.Tensor:
-    """DDFM's EM without the diffusion prior: the f of `ddfm_edu.em.em_fuse` (no trace).
+def em_alone(i: torch.Tensor, v: torch.Tensor, **options) -> torch.Tensor:
+    """DDFM's EM without the diffusion prior: the f of `ddfm_edu.em.em_fuse(i, v, **options)`
+    (the same keyword options: iters, psi, eta, variant, phi, f_init), without the trace.
 
     With learned scales (phi=None) EM alone leaves the symmetric start and converges to a copy of
     one source (see em_fuse); phi=1 holds the scales equal and keeps the pixel-wise average."""
-    return em_fuse(i, v, iters=iters, psi=psi, eta=eta, variant=variant, phi=phi)[0]
+    return em_fuse(i, v, **options)[0]
 
 
 # The methods by their command-line names; each maps (i, v) -> f.

@@ -1,4 +1,4 @@
-r"""Images in and out: reading, [-1, 1] tensors, colour pairs, padding, pair folders, PNG output.
+r"""Images in and out: reading, [-1, 1] tensors, colour pairs, pair folders, PNG output.
 
 The library works on tensors in [-1, 1]; the 0..255 scale exists only here (and in the metrics).
 
@@ -9,20 +9,22 @@ Reading accepts PNG, JPEG, TIFF and BMP, 8- or 16-bit (16-bit values are rescale
 channels exactly equal), RGB, RGBA and grey+alpha (the alpha channel is dropped, with a warning) and
 palette images (expanded to their colours).
 
-Colour (ddfm_math.md section 8): DDFM fuses grey values. The luma Y (BT.601 full range,
+Colour (docs/method.md section 8): DDFM fuses grey values. The luma Y (BT.601 full range,
 `ddfm_edu.colour`) of each source is fused, and the chroma (Cb, Cr) of the colour source is put
 back: the visible image in infrared-visible fusion, the PET/SPECT image in medical fusion. Roles
-follow ddfm_math.md section 1: `i` is the infrared or functional (second) modality, `v` the visible
+follow docs/method.md section 1: `i` is the infrared or functional (second) modality, `v` the visible
 or structural one (MRI). If BOTH images are colour, the chroma of `v` (the visible image) is kept
 and a warning says the other's colour is dropped.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ddfm_edu.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from ddfm_edu.tensors import stretch
+from ddfm_edu.validation import check_integer
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -130,21 +134,6 @@ def load_image(path: str | os.PathLike, device: str | torch.device | None = None
     return to_tensor(read_image(path), device)
 
 
-def stretch(x: torch.Tensor) -> torch.Tensor:
-    r"""Min-max stretch of each image of a batch (B, C, H, W) to the full range [-1, 1]:
-
-        x' = 2 (x - min x) / (max x - min x) - 1
-
-    (the reference protocol saves the fused image stretched to 0..255). A constant image is
-    returned unchanged.
-    """
-    low = x.amin(dim=(1, 2, 3), keepdim=True)
-    high = x.amax(dim=(1, 2, 3), keepdim=True)
-    span = high - low
-    stretched = 2.0 * (x - low) / torch.where(span > 0, span, torch.ones_like(span)) - 1.0
-    return torch.where(span > 0, stretched, x)
-
-
 def to_uint8(x: torch.Tensor, *, stretch_luma: bool = True) -> np.ndarray:
     """Tensor image in [-1, 1] -> uint8 array (H, W) or (H, W, 3) as it is saved.
 
@@ -162,14 +151,27 @@ def to_uint8(x: torch.Tensor, *, stretch_luma: bool = True) -> np.ndarray:
     return np.clip(np.rint(to_array(x)), 0, 255).astype(np.uint8)
 
 
-def save_png(path: str | os.PathLike, x: torch.Tensor, *, stretch: bool = True) -> Path:
+def save_png(path: str | os.PathLike, x: torch.Tensor, *, stretch: bool = True, replace: bool = True) -> Path:
     """Write an image tensor (grey or RGB, in [-1, 1]) as an 8-bit PNG, atomically.
 
     stretch: see `to_uint8` (True: min-max stretch of the luma, the reference protocol; False:
     clip). The file is first written to a temporary file in the same folder, then moved into
-    place with `os.replace`, so a failed or interrupted write never leaves a partial file.
+    place (`atomic_write`), so a failed or interrupted write never leaves a partial file.
+    replace=False: FileExistsError if `path` exists, even if it appeared a moment ago.
     """
-    return write_png_array(path, to_uint8(x, stretch_luma=stretch))
+    return write_png_array(path, to_uint8(x, stretch_luma=stretch), replace=replace)
+
+
+def prepare_output_dir(folder: str | os.PathLike) -> Path:
+    """Create `folder` if needed and check that it is writable, before any work is done."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"cannot create output folder {folder}: a file is in the way") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"output folder {folder} is not writable")
+    return folder
 
 
 def _umask() -> int:
@@ -178,28 +180,60 @@ def _umask() -> int:
     return mask
 
 
+TEMPORARY_SUFFIX = ".tmp"
+STALE_AFTER_S = 60.0
+"""A temporary file of `atomic_write` lives for the milliseconds of one write: one older than this
+was left by a process that was killed (SIGKILL, power loss) and is removed by the next run."""
+
+
+def _temporary_prefix(path: Path) -> str:
+    return f".{path.name}-"
+
+
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file in path's folder for writing; on success move it onto `path` with
-    `os.replace` (atomic), on any error remove it: `path` is either untouched or complete."""
+def atomic_write(path: str | os.PathLike, mode: str = "wb", *, replace: bool = True) -> Iterator[IO]:
+    """Open a temporary file in path's folder for writing; on success move it onto `path`
+    atomically, on any error (or KeyboardInterrupt, SIGTERM in the CLI) remove it: `path` is either
+    untouched or complete. replace=True: `os.replace`; False: `os.link`, which refuses an existing
+    `path` (FileExistsError, the temporary removed), even one that appeared during the write."""
     path = Path(path)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=_temporary_prefix(path), suffix=TEMPORARY_SUFFIX, dir=path.parent
+    )
     try:
         os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(descriptor, mode) as handle:
             yield handle
-        os.replace(temporary, path)
-    except BaseException:
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+    finally:
         Path(temporary).unlink(missing_ok=True)
-        raise
 
 
-def write_png_array(path: str | os.PathLike, array: np.ndarray) -> Path:
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> int:
+    """Remove the temporaries that `atomic_write` left for these output file names in `folder`
+    when older than STALE_AFTER_S (a killed run's; a live write's are younger). Returns how many."""
+    removed, now = 0, time.time()
+    for name in names:
+        pattern = f"{glob.escape(_temporary_prefix(Path(name)))}*{TEMPORARY_SUFFIX}"
+        for temporary in Path(folder).glob(pattern):
+            try:
+                if now - temporary.stat().st_mtime > STALE_AFTER_S:
+                    temporary.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
+def write_png_array(path: str | os.PathLike, array: np.ndarray, *, replace: bool = True) -> Path:
     """Write a uint8 array (H, W) or (H, W, 3) as PNG, atomically (`atomic_write`)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"output file must end in .png, got {path}")
-    with atomic_write(path) as handle:
+    with atomic_write(path, replace=replace) as handle:
         Image.fromarray(np.asarray(array, dtype=np.uint8)).save(handle, format="PNG")
     return path
 
@@ -277,47 +311,6 @@ def load_pair(
 
 
 # ----------------------------------------------------------------------------------------------
-# Padding to a multiple of a stride and cropping back
-# ----------------------------------------------------------------------------------------------
-
-
-class Padding(NamedTuple):
-    """What `pad_to_multiple` added: the original height and width (padding is bottom/right)."""
-
-    height: int
-    width: int
-    bottom: int
-    right: int
-
-
-def pad_to_multiple(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, Padding]:
-    """Reflect-pad (B, C, H, W) at the bottom and right to the next multiples of `stride`.
-
-    The top-left corner keeps its place, so `crop(padded, info)` returns exactly x. Pads larger
-    than the image are done by reflecting repeatedly (a 1-pixel side is replicated).
-    """
-    if not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    height, width = x.shape[-2:]
-    info = Padding(height, width, -height % stride, -width % stride)
-    padded = x
-    for dim, total in ((-2, info.bottom), (-1, info.right)):
-        while total > 0:
-            size = padded.shape[dim]
-            step = min(total, size - 1) if size > 1 else total
-            mode = "reflect" if size > 1 else "replicate"
-            pad = (0, 0, 0, step) if dim == -2 else (0, step, 0, 0)
-            padded = F.pad(padded, pad, mode=mode)
-            total -= step
-    return padded, info
-
-
-def crop(x: torch.Tensor, info: Padding) -> torch.Tensor:
-    """Undo `pad_to_multiple`: the top-left (height, width) of x."""
-    return x[..., : info.height, : info.width]
-
-
-# ----------------------------------------------------------------------------------------------
 # Pair folders and the bundled sample data
 # ----------------------------------------------------------------------------------------------
 
@@ -377,15 +370,11 @@ def pair_folders(root: str | os.PathLike) -> tuple[Path, Path]:
 
 def sample_data_dir() -> Path:
     """The bundled sample data folder: $DDFM_EDU_SAMPLE_DATA if set, else `data/` at the root of
-    the source tree the package is imported from (a clone, or an editable install: `data/` sits
-    next to the `ddfm_edu/` package folder). Regenerate it with `python -m ddfm_edu.sample_data`."""
-    root = Path(os.environ.get("DDFM_EDU_SAMPLE_DATA", Path(__file__).resolve().parents[1] / "data"))
-    if not (root / "ivf").is_dir():
-        raise ValueError(
-            f"sample data not found at {root}: run `python -m ddfm_edu.sample_data` in the source "
-            "tree, or set DDFM_EDU_SAMPLE_DATA to the folder"
-        )
-    return root
+    the source tree (a clone, or an editable install), else a copy generated on first use in the
+    user cache (a plain `pip install`): see `sample_data.locate`."""
+    from ddfm_edu import sample_data  # imports this module
+
+    return sample_data.locate()
 
 
 def sample_pairs(kind: str | None = None) -> list[PairPaths]:
@@ -401,8 +390,7 @@ def resize_pair(pair: ImagePair, longest: int) -> ImagePair:
     """The pair scaled so that its longer side has `longest` pixels, aspect ratio kept (each side
     rounded), i, v and chroma alike, by antialiased bilinear resampling (as PIL's BILINEAR resize):
     toy-size runs of the notebooks on a laptop. The file paths still name the full-size images."""
-    if isinstance(longest, bool) or not isinstance(longest, int) or longest < 2:
-        raise ValueError(f"longest must be an integer >= 2, got {longest!r}")
+    check_integer("longest", longest, 2)
     height, width = pair.i.shape[-2:]
     scale = longest / max(height, width)
     size = (max(1, round(height * scale)), max(1, round(width * scale)))

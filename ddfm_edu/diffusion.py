@@ -1,4 +1,4 @@
-r"""The diffusion schedule of DDPM/ADM as DDFM uses it (ddfm_math.md section 5).
+r"""The diffusion schedule of DDPM/ADM as DDFM uses it (docs/method.md section 5).
 
 Forward process: f_t = sqrt(alpha_bar_t) f_0 + sqrt(1 - alpha_bar_t) z,  z ~ N(0, I),
 with alpha_bar_t = prod_{s <= t} (1 - beta_s) and a linear beta schedule.
@@ -150,3 +150,52 @@ def ddim_step(
     """
     eps = eps_from_x0(f_t, f0, alpha_bar)
     return alpha_bar_prev**0.5 * f0 + (1.0 - alpha_bar_prev) ** 0.5 * eps
+
+
+# ---------------------------------------------------------------------------------------------------
+# The update rules as sampler objects (as diffusers' schedulers): f_{t-1} from f_t and f_{0|t}.
+# ---------------------------------------------------------------------------------------------------
+
+
+class Sampler:
+    """An update rule f_{t_{k-1}} = step(f_t, f_{0|t}) on a respaced chain; `stochastic` samplers
+    take the noise z of each step but the last (whose variance is 0)."""
+
+    name: str
+    stochastic: bool
+
+    def step(
+        self, f_t: torch.Tensor, f0: torch.Tensor, schedule: RespacedSchedule, k: int,
+        noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """f_{t_{k-1}} from f_t = f_{t_k} and the estimate f_{0|t}, at the k-th kept step."""
+        return self.update(f_t, f0, schedule.alpha_bar[k], schedule.alpha_bar_prev(k), noise)
+
+    def update(self, f_t, f0, alpha_bar: float, alpha_bar_prev: float, noise) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class DDIMSampler(Sampler):
+    r"""The release's deterministic update (`ddim_step`, eta = 0); draws no noise:
+    f_{t-1} = sqrt(alpha_bar_{t-1}) f_{0|t} + sqrt(1 - alpha_bar_{t-1}) eps'."""
+
+    name, stochastic = "ddim", False
+
+    def update(self, f_t, f0, alpha_bar: float, alpha_bar_prev: float, noise) -> torch.Tensor:
+        return ddim_step(f_t, f0, alpha_bar, alpha_bar_prev)
+
+
+class DDPMSampler(Sampler):
+    r"""The paper's update (Algorithm 1, `ddpm_step`): f_{t-1} = mu_tilde(f_t, f_{0|t}) + sigma_tilde z
+    with z = noise; noise None (the last step, whose variance is 0): the posterior mean mu_tilde."""
+
+    name, stochastic = "ddpm", True
+
+    def update(self, f_t, f0, alpha_bar: float, alpha_bar_prev: float, noise) -> torch.Tensor:
+        if noise is None:
+            return ddpm_posterior(f_t, f0, alpha_bar, alpha_bar_prev)[0]
+        return ddpm_step(f_t, f0, alpha_bar, alpha_bar_prev, noise)
+
+
+SAMPLERS: dict[str, Sampler] = {"ddim": DDIMSampler(), "ddpm": DDPMSampler()}
+"""The samplers by name; `SAMPLERS[name].step(f_t, f0, schedule, k, noise)`."""

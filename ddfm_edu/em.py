@@ -1,6 +1,6 @@
 r"""The EM rectification of DDFM: E-step (Proposition 2) and M-step by half-quadratic splitting.
 
-Notation (ddfm_math.md sections 1-4): sources i, v and an estimate f, all (B, 1, H, W) in [-1, 1];
+Notation (docs/method.md sections 1-4): sources i, v and an estimate f, all (B, 1, H, W) in [-1, 1];
 x = f - v, y = i - v. Per pixel, y | x, m ~ N(x, m), m ~ EXP(gamma) and x | n ~ N(0, n),
 n ~ EXP(rho), plus the smoothness penalty psi ||grad x||^2.
 
@@ -20,22 +20,23 @@ gradients), to show what HQS approaches as eta grows.
 `variant="released"` runs the released code's EM function instead (ddfm_edu.released);
 `variant="one-sided"` the EM of the one-sided likelihood f >= max(i, v) (ddfm_edu.remedies, notebook 11).
 
+Settings: psi, eta, variant and phi travel together as an `EMConfig`, validated once when made.
 Argument checks: `em_step`, `em_fuse` and `solve_m_step` validate their arguments (ValueError naming
 the argument). The building blocks (`e_step`, `k_update`, `u_update`, `x_update`, `m_step`) do no
-checks, and `em_step(..., check=False)` skips them too: that is the path the DDFM sampler calls at
-every diffusion step (no host-device synchronisation; batched, each image with its own gamma, rho).
+checks, and `em_step_unchecked` (or `em_step(..., check=False)`) skips the tensor checks too: that is
+the path the DDFM sampler calls at every diffusion step (no host-device synchronisation; batched,
+each image with its own gamma, rho).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from ddfm_edu import released
 from ddfm_edu.operators import grad, grad_adjoint, grad_t_grad, solve_eye_plus_gtg
-from ddfm_edu.validation import check_images
+from ddfm_edu.validation import IMAGE_LIMIT, check_choice, check_images, check_integer, check_positive
 
 VARIANTS = ("paper", "released", "one-sided")
 
@@ -64,6 +65,34 @@ class EMState:
     u: torch.Tensor
     gamma: torch.Tensor
     rho: torch.Tensor
+
+
+STATE_FIELDS = tuple(field.name for field in fields(EMState))
+
+
+@dataclass(frozen=True)
+class EMConfig:
+    r"""The EM's settings, validated once when made (ValueError naming the field).
+
+    psi: the smoothness weight (the release's lamb = 0.5); eta: the HQS penalty (its rho = 1e-3);
+    variant: "paper", "released" or "one-sided" (`VARIANTS`); phi: None learns the scales gamma, rho;
+    a chosen phi > 0 holds them at rho = gamma / phi^2 (paper variant only).
+    """
+
+    psi: float = 0.5
+    eta: float = 1e-3
+    variant: str = "paper"
+    phi: float | None = None
+
+    def __post_init__(self) -> None:
+        check_positive("psi", self.psi)
+        check_positive("eta", self.eta)
+        check_choice("variant", self.variant, VARIANTS)
+        if self.phi is not None:
+            if self.variant != "paper":
+                raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them, "
+                                 "and the one-sided likelihood's mode does not depend on them")
+            check_positive("phi", self.phi)
 
 
 def initial_state(like: torch.Tensor, phi: float | None = None) -> EMState:
@@ -97,17 +126,27 @@ def e_step(
     |r| stands for sqrt(r^2 + floor^2) (RESIDUAL_FLOOR) in all four. x, y: (B, 1, H, W); gamma, rho:
     (B,). Returns (m_bar, n_bar, gamma_new, rho_new); the weights use the OLD gamma and rho.
     """
-    # |r| = sqrt(r^2 + floor^2) by addcmul + sqrt_ (torch.hypot is several times slower on CPU);
-    # each weight then overwrites its |r| (one fresh buffer per weight: fewer passes, less memory)
     floor_sq = x.new_tensor(floor * floor)
     r_m = y - x
-    abs_r_m = torch.addcmul(floor_sq, r_m, r_m, out=r_m).sqrt_()
-    abs_r_n = torch.addcmul(floor_sq, x, x).sqrt_()
+    if _tracks_grad(x, y, gamma, rho):  # autograd: no out= (a teaching path: grads through EM)
+        abs_r_m, abs_r_n = (r_m * r_m + floor_sq).sqrt(), (x * x + floor_sq).sqrt()
+    else:  # |r| by addcmul + sqrt_ (torch.hypot is several times slower on CPU), fewer buffers
+        abs_r_m = torch.addcmul(floor_sq, r_m, r_m, out=r_m).sqrt_()
+        abs_r_n = torch.addcmul(floor_sq, x, x).sqrt_()
     gamma_new = abs_r_m.mean(dim=(1, 2, 3)) * (gamma / 2.0).sqrt() + gamma / 2.0
     rho_new = abs_r_n.mean(dim=(1, 2, 3)) * (rho / 2.0).sqrt() + rho / 2.0
-    m_bar = torch.div((2.0 / gamma).sqrt_().view(-1, 1, 1, 1), abs_r_m, out=abs_r_m)
-    n_bar = torch.div((2.0 / rho).sqrt_().view(-1, 1, 1, 1), abs_r_n, out=abs_r_n)
+    m_scale, n_scale = (2.0 / gamma).sqrt().view(-1, 1, 1, 1), (2.0 / rho).sqrt().view(-1, 1, 1, 1)
+    if abs_r_m.requires_grad or abs_r_n.requires_grad:
+        return m_scale / abs_r_m, n_scale / abs_r_n, gamma_new, rho_new
+    # each weight overwrites its |r| (one fresh buffer per weight: fewer passes, less memory)
+    m_bar = torch.div(m_scale, abs_r_m, out=abs_r_m)
+    n_bar = torch.div(n_scale, abs_r_n, out=abs_r_n)
     return m_bar, n_bar, gamma_new, rho_new
+
+
+def _tracks_grad(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records operations on any of these (then no in-place or out= writes)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def k_update(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -140,6 +179,8 @@ def x_update(
     # divided through by eta/2: (k + (2/eta) m_bar y) / (1 + (2/eta) (m_bar + n_bar)), fewer passes
     numerator = torch.addcmul(k, m_bar, y, value=2.0 / eta)
     weight_sum = torch.add(m_bar, n_bar)
+    if weight_sum.requires_grad:  # autograd: no out=
+        return numerator / (1.0 + (2.0 / eta) * weight_sum)
     denominator = torch.add(k.new_tensor(1.0), weight_sum, alpha=2.0 / eta, out=weight_sum)
     return numerator.div_(denominator)
 
@@ -187,14 +228,6 @@ def hqs_objective(
     return data + psi * _batch_sum(u**2) + 0.5 * eta * split
 
 
-def _check_positive(**values: float) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-
-
 def solve_m_step(
     y: torch.Tensor,
     m_bar: torch.Tensor,
@@ -212,7 +245,8 @@ def solve_m_step(
     (one host sync per iteration: for notebooks and tests, not for the sampler's loop).
     """
     check_images(y=y, m_bar=m_bar, n_bar=n_bar)
-    _check_positive(psi=psi, tol=tol)
+    check_positive("psi", psi)
+    check_positive("tol", tol)
     if (m_bar < 0).any() or (n_bar < 0).any():
         raise ValueError("m_bar and n_bar must be nonnegative (they are expected precisions)")
     diagonal = m_bar + n_bar
@@ -248,27 +282,25 @@ def solve_m_step(
 
 
 def _em_step_paper(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: float | None = None,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
-    """The paper's EM step, unchecked. Returns (f_hat, x, state). With phi, the scales are held:
-    gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, ddfm_math.md section 2)."""
+    """The paper's EM step, unchecked. Returns (f_hat, x, state). With config.phi, the scales are
+    held: gamma stays, rho = gamma / phi^2 (the L1 fusion loss with that phi, docs/method.md section 2)."""
     x = f0 - v
     y = i - v
     m_bar, n_bar, gamma, rho = e_step(x, y, state.gamma, state.rho)
-    if phi is not None:
-        gamma, rho = state.gamma, state.gamma / phi**2
-    k, u, x = m_step(x, y, m_bar, n_bar, state.u, psi, eta)
+    if config.phi is not None:
+        gamma, rho = state.gamma, state.gamma / config.phi**2
+    k, u, x = m_step(x, y, m_bar, n_bar, state.u, config.psi, config.eta)
     return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma, rho=rho)
 
 
 def _em_step_released(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: None = None,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     """The release's EM_onestep(f_pre=f0, I=i, V=v), unchecked. Returns (F, X, state)."""
     F, X, C, D, H, F12, tau_a, tau_b = released.em_onestep(
-        f0, i, v, state.u, state.gamma, state.rho, LAMBDA=psi, RHO=eta
+        f0, i, v, state.u, state.gamma, state.rho, LAMBDA=config.psi, RHO=config.eta
     )
     return F, X, EMState(m_bar=C, n_bar=D, k=H, u=F12, gamma=tau_a, rho=tau_b)
 
@@ -283,8 +315,7 @@ def one_sided_x_update(y: torch.Tensor, k: torch.Tensor, c: torch.Tensor, eta: f
 
 
 def _em_step_one_sided(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: None = None,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     r"""EM step of the one-sided likelihood i = f - m, v = f - n, m ~ EXP(gamma), n ~ EXP(rho)
     nonnegative (ddfm_edu.remedies), unchecked: HQS k = (I + grad^T grad)^{-1} (x0 + grad^T u),
@@ -293,8 +324,8 @@ def _em_step_one_sided(
     n_bar hold the data term's weights 1/gamma, 1/rho per pixel."""
     x0, y = f0 - v, i - v
     k = k_update(x0, state.u)
-    u = u_update(k, psi, eta)
-    x = one_sided_x_update(y, k, 1.0 / state.gamma + 1.0 / state.rho, eta)
+    u = u_update(k, config.psi, config.eta)
+    x = one_sided_x_update(y, k, 1.0 / state.gamma + 1.0 / state.rho, config.eta)
     gamma = (x - y).mean(dim=(1, 2, 3)) + RESIDUAL_FLOOR
     rho = x.mean(dim=(1, 2, 3)) + RESIDUAL_FLOOR
     m_bar = (1.0 / gamma).view(-1, 1, 1, 1).expand_as(x).clone()
@@ -305,12 +336,19 @@ def _em_step_one_sided(
 _STEPS = {"paper": _em_step_paper, "released": _em_step_released, "one-sided": _em_step_one_sided}
 
 
+EM_DTYPES = (torch.float32, torch.float64)
+"""EM computes in float32 or float64 (its FFTs have no half-precision CPU kernels, and half
+precision would make the weights sqrt(2/gamma) / |r| overflow)."""
+
+
 def _check_state(state: EMState, like: torch.Tensor) -> None:
+    """The carried state, structurally (types, shapes, device, dtype: no value is read)."""
     if not isinstance(state, EMState):
         raise ValueError(f"state must be an EMState or None, got {type(state).__name__}")
-    check_images(i=like, **{"state.m_bar": state.m_bar, "state.n_bar": state.n_bar, "state.k": state.k})
+    images = {"i": like, "state.m_bar": state.m_bar, "state.n_bar": state.n_bar, "state.k": state.k}
+    check_images(values=False, **images)
     B, _, H, W = like.shape
-    check_images(channels=2, **{"state.u": state.u})
+    check_images(channels=2, values=False, **{"state.u": state.u})
     if state.u.shape != (B, 2, H, W) or state.u.device != like.device or state.u.dtype != like.dtype:
         raise ValueError(
             f"state.u must be ({B}, 2, {H}, {W}) {like.dtype} on {like.device}, got "
@@ -322,18 +360,6 @@ def _check_state(state: EMState, like: torch.Tensor) -> None:
             raise ValueError(f"state.{name} must be a tensor of shape ({B},), got {t!r}")
         if t.device != like.device or t.dtype != like.dtype:
             raise ValueError(f"state.{name} must be {like.dtype} on {like.device}")
-        if not (torch.isfinite(t) & (t > 0)).all():
-            raise ValueError(f"state.{name} must be positive and finite")
-
-
-def _check_variant(variant: str, phi: float | None = None) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if phi is not None:
-        if variant != "paper":
-            raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them, "
-                             "and the one-sided likelihood's mode does not depend on them")
-        _check_positive(phi=phi)
 
 
 def em_step(
@@ -342,10 +368,10 @@ def em_step(
     v: torch.Tensor,
     state: EMState | None = None,
     *,
-    psi: float = 0.5,
-    eta: float = 1e-3,
-    variant: str = "paper",
-    phi: float | None = None,
+    psi: float = EMConfig.psi,
+    eta: float = EMConfig.eta,
+    variant: str = EMConfig.variant,
+    phi: float | None = EMConfig.phi,
     check: bool = True,
 ) -> tuple[torch.Tensor, EMState]:
     r"""One E-step and one M-step pass (k, u, x) from the estimate f0; returns (f_hat, state).
@@ -359,24 +385,36 @@ def em_step(
     phi=None learns the scales (gamma, rho <- mean E[m], mean E[n]); a chosen phi > 0 holds them,
     rho = gamma / phi^2, which is the L1 fusion loss ||f - i||_1 + phi ||f - v||_1 (paper variant).
 
-    check=False skips all argument checks (no host sync): the per-step path of the DDFM sampler,
-    which validates its inputs once at its own entry point.
+    Checks: the settings (an EMConfig) and the tensors' types, dtypes (float32 or float64), shapes
+    and devices at every call (microseconds); the VALUES of f0, i, v (finite, on the [-1, 1] scale)
+    only when state is None, i.e. where a user starts EM; a carried state only structurally. So the
+    default path costs what check=False costs (benchmarks/em_step.py), and check=False skips the
+    tensor checks altogether. Tensors that require grad are supported (autograd through EM).
     """
+    config = EMConfig(psi, eta, variant, phi)
     if check:
-        _check_variant(variant, phi)
-        _check_positive(psi=psi, eta=eta)
-        check_images(f0=f0, i=i, v=v)
+        # the values of a user's images once, where EM starts; a carried state only structurally
+        check_images(f0=f0, i=i, v=v, values=state is None, limit=IMAGE_LIMIT, dtypes=EM_DTYPES)
         if state is not None:
             _check_state(state, i)
+    return em_step_unchecked(f0, i, v, state, config)
+
+
+def em_step_unchecked(
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState | None, config: EMConfig
+) -> tuple[torch.Tensor, EMState]:
+    """`em_step` with its settings as an EMConfig and no checks on the tensors: the per-step path
+    of the DDFM sampler, which validates its inputs once at its own entry point."""
     if state is None:
-        state = initial_state(i, phi)
-    f_hat, _, state = _STEPS[variant](f0, i, v, state, psi, eta, phi)
+        state = initial_state(i, config.phi)
+    f_hat, _, state = _STEPS[config.variant](f0, i, v, state, config)
     return f_hat, state
 
 
 @dataclass
-class EMTrace:
-    r"""Every iterate of `em_fuse`, stacked along a leading iteration axis of length iters + 1.
+class EMTrace(EMState):
+    r"""Every iterate of `em_fuse`: the fields of EMState, and x and f, each stacked along a leading
+    iteration axis of length iters + 1.
 
     Index j is the state after j EM iterations; j = 0 is the start (f = f_init, x = f_init - v and
     the initial state m_bar = n_bar = 1, k = u = 0, gamma = rho = 1), j = iters the result.
@@ -385,29 +423,20 @@ class EMTrace:
     Read it as trace.f[j], trace.m_bar[j][b, 0], ...; `trace.state(j)` gives an EMState.
     """
 
-    m_bar: torch.Tensor
-    n_bar: torch.Tensor
-    k: torch.Tensor
-    u: torch.Tensor
     x: torch.Tensor
     f: torch.Tensor
-    gamma: torch.Tensor
-    rho: torch.Tensor
 
     def __len__(self) -> int:
         return self.f.shape[0]
 
     def state(self, j: int) -> EMState:
         """The EM state after j iterations."""
-        return EMState(
-            m_bar=self.m_bar[j], n_bar=self.n_bar[j], k=self.k[j], u=self.u[j],
-            gamma=self.gamma[j], rho=self.rho[j],
-        )  # fmt: skip
+        return EMState(**{name: getattr(self, name)[j] for name in STATE_FIELDS})
 
 
 def _record(trace: EMTrace, j: int, f: torch.Tensor, x: torch.Tensor, state: EMState) -> None:
     trace.f[j], trace.x[j] = f, x
-    for name in ("m_bar", "n_bar", "k", "u", "gamma", "rho"):
+    for name in STATE_FIELDS:
         getattr(trace, name)[j] = getattr(state, name)
 
 
@@ -416,10 +445,10 @@ def em_fuse(
     v: torch.Tensor,
     *,
     iters: int = 50,
-    psi: float = 0.5,
-    eta: float = 1e-3,
-    variant: str = "paper",
-    phi: float | None = None,
+    psi: float = EMConfig.psi,
+    eta: float = EMConfig.eta,
+    variant: str = EMConfig.variant,
+    phi: float | None = EMConfig.phi,
     f_init: torch.Tensor | None = None,
     record: bool = False,
 ) -> tuple[torch.Tensor, EMTrace | None]:
@@ -434,29 +463,22 @@ def em_fuse(
     ||f - i||_1 + phi ||f - v||_1 (+ the smoothness term): phi > 1 pulls f to v, phi < 1 to i.
     Returns (f, trace): trace is None unless record, else an EMTrace (index 0 = the start).
     """
-    _check_variant(variant, phi)
-    _check_positive(psi=psi, eta=eta)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    config = EMConfig(psi, eta, variant, phi)
+    check_integer("iters", iters)
     if f_init is None:
-        check_images(i=i, v=v)
+        check_images(i=i, v=v, limit=IMAGE_LIMIT, dtypes=EM_DTYPES)
         f_init = 0.5 * (i + v)
     else:
-        check_images(i=i, v=v, f_init=f_init)
+        check_images(i=i, v=v, f_init=f_init, limit=IMAGE_LIMIT, dtypes=EM_DTYPES)
     step = _STEPS[variant]
     f, state = f_init, initial_state(i, phi)
     trace = None
     if record:
-        n = iters + 1
-        trace = EMTrace(
-            m_bar=i.new_empty(n, *i.shape), n_bar=i.new_empty(n, *i.shape),
-            k=i.new_empty(n, *i.shape), u=state.u.new_empty(n, *state.u.shape),
-            x=i.new_empty(n, *i.shape), f=i.new_empty(n, *i.shape),
-            gamma=i.new_empty(n, i.shape[0]), rho=i.new_empty(n, i.shape[0]),
-        )  # fmt: skip
+        like = {**{name: getattr(state, name) for name in STATE_FIELDS}, "x": f, "f": f}
+        trace = EMTrace(**{name: t.new_empty(iters + 1, *t.shape) for name, t in like.items()})
         _record(trace, 0, f, f - v, state)
     for j in range(1, iters + 1):
-        f, x, state = step(f, i, v, state, psi, eta, phi)
+        f, x, state = step(f, i, v, state, config)
         if trace is not None:
             _record(trace, j, f, x, state)
     return f, trace

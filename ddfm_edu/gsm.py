@@ -1,4 +1,4 @@
-r"""The Laplace distribution as a Gaussian scale mixture (ddfm_math.md sections 2-3).
+r"""The Laplace distribution as a Gaussian scale mixture (docs/method.md sections 2-3).
 
 Conventions: LAP(xi; mu, s) = 1/(2s) exp(-|xi - mu|/s);  EXP(a; b) = (1/b) exp(-a/b), a > 0, so b is
 the MEAN of the exponential (its scale), not its rate.

@@ -1,4 +1,4 @@
-r"""Periodic finite differences and their Fourier diagonalisation (ddfm_math.md section 4).
+r"""Periodic finite differences and their Fourier diagonalisation (docs/method.md section 4).
 
 grad = (Dx, Dy) are forward differences with a PERIODIC boundary:
 

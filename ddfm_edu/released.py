@@ -3,7 +3,7 @@ r"""The released code's EM function and colour conversion, reproduced operation 
 Source: MMIF-DDFM (the official code of Zhao et al., ICCV 2023), guided_diffusion/EM_onestep.py
 (EM_Initial, EM_onestep, prox_tv, psf2otf) and the YCbCr conversion its DDIM step uses
 (util/pytorch_colors.py -> skimage.color.rgb2ycbcr / ycbcr2rgb). Written from a reading of that
-code; the differences from the paper are listed in ddfm_math.md section 7.
+code; the differences from the paper are listed in docs/method.md section 7.
 
 Name map, release -> paper (used only in this module):
     C = m_bar, D = n_bar, tau_a = gamma, tau_b = rho, RHO = eta, LAMBDA = psi, H = k, (F1, F2) = u,

@@ -1,5 +1,6 @@
 r"""Changes to DDFM's likelihood model or to its inference, each an EM step with the signature of
-`ddfm_edu.em`'s steps: step(f0, i, v, state, psi, eta, phi) -> (f_hat, x, state).
+`ddfm_edu.em`'s steps: step(f0, i, v, state, config) -> (f_hat, x, state), config an `EMConfig`
+(psi, eta used; variant and phi not).
 
 Notation as in ddfm_edu.em: x = f - v, y = i - v, (B, 1, H, W) on [-1, 1]; the paper's model is
 |f - i| / s_i + |f - v| / s_v with learned scales s_i = sqrt(gamma/2), s_v = sqrt(rho/2).
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import torch
 
-from ddfm_edu.em import RESIDUAL_FLOOR, EMState, e_step, initial_state, m_step, solve_m_step
+from ddfm_edu.em import RESIDUAL_FLOOR, EMConfig, EMState, e_step, initial_state, m_step, solve_m_step
 from ddfm_edu.operators import grad
 from ddfm_edu.share import SIGMA, gaussian_blur
 from ddfm_edu.validation import check_images
@@ -57,8 +58,8 @@ def _per_pixel(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def local_scales_step(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: None = None, sigma: float = SIGMA,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig,
+    sigma: float = SIGMA,
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     r"""The paper's EM step with scale maps learned over Gaussian windows (module docstring):
     m_bar = sqrt(2/gamma)/|y - x|, n_bar = sqrt(2/rho)/|x| with the OLD maps, then
@@ -70,7 +71,7 @@ def local_scales_step(
     n_bar = (2.0 / rho).sqrt() / abs_n
     gamma_new = gaussian_blur(abs_m * (gamma / 2.0).sqrt() + gamma / 2.0, sigma)
     rho_new = gaussian_blur(abs_n * (rho / 2.0).sqrt() + rho / 2.0, sigma)
-    k, u, x = m_step(x0, y, m_bar, n_bar, state.u, psi, eta)
+    k, u, x = m_step(x0, y, m_bar, n_bar, state.u, config.psi, config.eta)
     return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma_new, rho=rho_new)
 
 
@@ -82,8 +83,8 @@ def local_contrast(s: torch.Tensor, sigma: float = SIGMA) -> torch.Tensor:
 
 
 def salience_scales_step(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: None = None, sigma: float = SIGMA,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig,
+    sigma: float = SIGMA,
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     r"""The paper's EM step with scales s_i = s a_bar / a_i, s_v = s a_bar / a_v set by local
     contrast (module docstring): m_bar = 1/(s_i |y - x|), n_bar = 1/(s_v |x|); the per-image s is
@@ -97,20 +98,19 @@ def salience_scales_step(
     n_bar = 1.0 / (s_v * _smooth_abs(x0))
     _, _, gamma, rho = e_step(x0, y, state.gamma, state.rho)
     tied = 0.5 * (gamma + rho)
-    k, u, x = m_step(x0, y, m_bar, n_bar, state.u, psi, eta)
+    k, u, x = m_step(x0, y, m_bar, n_bar, state.u, config.psi, config.eta)
     return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=tied, rho=tied.clone())
 
 
 def exact_m_step_step(
-    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, psi: float, eta: float,
-    phi: None = None,
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
 ) -> tuple[torch.Tensor, torch.Tensor, EMState]:
     r"""The paper's E-step (learned scales), then the exact minimiser of
     sum m_bar (x - y)^2 + sum n_bar x^2 + psi ||grad x||^2 (`solve_m_step`; eta unused).
     k and u are set to x and grad x, the HQS copies at the exact solution."""
     x0, y = f0 - v, i - v
     m_bar, n_bar, gamma, rho = e_step(x0, y, state.gamma, state.rho)
-    x = solve_m_step(y, m_bar, n_bar, psi)
+    x = solve_m_step(y, m_bar, n_bar, config.psi)
     return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=x, u=grad(x), gamma=gamma, rho=rho)
 
 
@@ -123,8 +123,9 @@ def run_em(
     check_images(i=i, v=v)
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
         raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    config = EMConfig(psi=psi, eta=eta)
     f = 0.5 * (i + v) if f_init is None else f_init
     state = initial_state(i)
     for _ in range(iters):
-        f, _, state = step(f, i, v, state, psi, eta)
+        f, _, state = step(f, i, v, state, config)
     return f

@@ -1,4 +1,4 @@
-r"""The DDFM sampler (ddfm_math.md section 5): diffusion prior + EM rectification, step by step.
+r"""The DDFM sampler (docs/method.md section 5): diffusion prior + EM rectification, step by step.
 
 Per kept timestep t = t_k, from k = S-1 down to 0 (`ddfm_step`):
     1. f_tilde_{0|t} = prior.predict_x0(f_t, t)                         (Tweedie, clipped to [-1, 1])
@@ -19,23 +19,31 @@ released variant is treated as an RGB prior with R = G = B.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from ddfm_edu.colour import luma, replace_luma
-from ddfm_edu.data import Padding, crop, pad_to_multiple, stretch
-from ddfm_edu.diffusion import RespacedSchedule, ddim_step, ddpm_posterior, ddpm_step, respace
+from ddfm_edu.diffusion import SAMPLERS, RespacedSchedule, respace
+from ddfm_edu.em import EM_DTYPES, STATE_FIELDS, EMConfig, EMState, em_step_unchecked
 from ddfm_edu.em import VARIANTS as EM_VARIANTS
-from ddfm_edu.em import EMState, em_step
 from ddfm_edu.priors.base import Prior
 from ddfm_edu.released import released_rgb_to_ycbcr, released_ycbcr_to_rgb
-from ddfm_edu.validation import check_images
+from ddfm_edu.tensors import Padding, crop, pad_to_multiple, stretch
+from ddfm_edu.validation import IMAGE_LIMIT, check_choice, check_images, check_integer
 
-SAMPLERS = ("ddim", "ddpm")
 RELEASE_SEED = 3407
 """The release's seed: torch.manual_seed(3407), then randn of the 3-channel start noise."""
+
+
+def _progress(steps: Iterable[int], desc: str, show: bool) -> Iterable[int]:
+    """The steps, behind a tqdm bar (notebook-aware) when `show`: tqdm is imported only then."""
+    if not show:
+        return steps
+    from tqdm.auto import tqdm
+
+    return tqdm(steps, desc=desc)
 
 
 @dataclass
@@ -59,25 +67,20 @@ class DDFMStep:
 
 
 @dataclass
-class DDFMTrace:
-    r"""The kept steps of a run, stacked along a leading axis of length K (the kept steps, in the
-    order run: from t = T-1 down to 0). t: (K,) original timesteps (CPU); x_t: (K, B, C, H, W);
-    f_tilde, f_hat, m_bar, n_bar, k: (K, B, 1, H, W); u: (K, B, 2, H, W); gamma, rho: (K, B).
-    Images are cropped to the input size; they live on the sampler's device, in the record dtype.
+class DDFMTrace(EMState):
+    r"""The kept steps of a run: the EM state's fields and t, x_t, f_tilde, f_hat, each stacked along
+    a leading axis of length K (the kept steps, in the order run: from t = T-1 down to 0).
+    t: (K,) original timesteps (CPU); x_t: (K, B, C, H, W); f_tilde, f_hat, m_bar, n_bar, k:
+    (K, B, 1, H, W); u: (K, B, 2, H, W); gamma, rho: (K, B). Images are cropped to the input size;
+    they live on the sampler's device, in the record dtype.
     """
 
     t: torch.Tensor
     x_t: torch.Tensor
     f_tilde: torch.Tensor
     f_hat: torch.Tensor
-    m_bar: torch.Tensor
-    n_bar: torch.Tensor
-    k: torch.Tensor
-    u: torch.Tensor
-    gamma: torch.Tensor
-    rho: torch.Tensor
 
-    FIELDS = ("x_t", "f_tilde", "f_hat", "m_bar", "n_bar", "k", "u", "gamma", "rho")
+    FIELDS = ("x_t", "f_tilde", "f_hat", *STATE_FIELDS)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -110,40 +113,35 @@ def ddfm_step(
     state: EMState | None = None,
     *,
     sampler: str = "ddim",
-    em_variant: str = "paper",
-    psi: float = 0.5,
-    eta: float = 1e-3,
+    em: EMConfig | None = None,
     noise: torch.Tensor | None = None,
 ) -> DDFMStep:
     r"""One DDFM step at the k-th kept timestep t = schedule.timesteps[k] (module docstring).
 
     x_t: (B, prior.channels, H, W); i, v: (B, 1, H, W), H and W multiples of the prior's stride.
-    state=None starts EM from its initial state. noise: z of the DDPM update (None: the posterior
-    mean, as at the last step); unused by DDIM. No argument checks (it runs once per step; `ddfm`
-    validates once at entry), no host-device synchronisation.
+    state=None starts EM from its initial state. sampler: a name of `diffusion.SAMPLERS`; em: the
+    EM's settings (None: `EMConfig()`, the defaults). noise: z of the DDPM update (None: the
+    posterior mean, as at the last step); unused by DDIM. No tensor checks (it runs once per step;
+    `ddfm` validates once at entry), no host-device synchronisation.
     """
+    em = EMConfig() if em is None else em
     t = schedule.timesteps[k]
-    alpha_bar, alpha_bar_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev(k)
     t_batch = torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device)
-    estimate = prior.predict_x0(x_t, t_batch).to(x_t.dtype)
+    x_in = x_t if prior.compute_dtype in (None, x_t.dtype) else x_t.to(prior.compute_dtype)
+    estimate = prior.predict_x0(x_in, t_batch).to(x_t.dtype)
     grey = x_t.shape[1] == 1
-    if em_variant != "released":  # "paper" and the remedies: EM on the estimate's grey value
-        f_tilde = estimate if grey else luma(estimate)
-        f_hat, state = em_step(f_tilde, i, v, state, psi=psi, eta=eta, variant=em_variant, check=False)
-        x0 = f_hat if grey else replace_luma(estimate, f_hat)
-    else:
+    if em.variant == "released":
         ycbcr = released_rgb_to_ycbcr(estimate.expand(-1, 3, -1, -1))
         f_tilde = ycbcr[:, :1]
         # The release passes the visible image as I and the infrared as V.
-        f_hat, state = em_step(f_tilde, v, i, state, psi=psi, eta=eta, variant="released", check=False)
+        f_hat, state = em_step_unchecked(f_tilde, v, i, state, em)
         rgb = released_ycbcr_to_rgb(torch.cat([f_hat, ycbcr[:, 1:]], dim=1)).to(x_t.dtype)
         x0 = luma(rgb) if grey else rgb
-    if sampler == "ddim":
-        x_prev = ddim_step(x_t, x0, alpha_bar, alpha_bar_prev)
-    elif noise is None:
-        x_prev = ddpm_posterior(x_t, x0, alpha_bar, alpha_bar_prev)[0]
     else:
-        x_prev = ddpm_step(x_t, x0, alpha_bar, alpha_bar_prev, noise)
+        f_tilde = estimate if grey else luma(estimate)
+        f_hat, state = em_step_unchecked(f_tilde, i, v, state, em)
+        x0 = f_hat if grey else replace_luma(estimate, f_hat)
+    x_prev = SAMPLERS[sampler].step(x_t, x0, schedule, k, noise)
     return DDFMStep(t, x_t, x_prev, f_tilde, f_hat, x0, state)
 
 
@@ -153,30 +151,18 @@ def _record_every(record: bool | int) -> int:
         return 1
     if record is False or record is None:
         return 0
-    if isinstance(record, int) and record >= 1:
-        return record
-    raise ValueError(f"record must be True, False or a positive integer (every k-th step), got {record!r}")
+    return check_integer("record (every k-th step; or True, False)", record)
 
 
-def _check_arguments(
-    prior: Prior, steps: int, sampler: str, em_variant: str, psi: float, eta: float, seed
-) -> None:
+def _check_arguments(prior: Prior, steps: int, sampler: str, seed: int | None) -> None:
     if not isinstance(prior, Prior):
         raise ValueError(f"prior must be a ddfm_edu Prior, got {type(prior).__name__}")
     if prior.channels not in (1, 3):
         raise ValueError(f"prior.channels must be 1 or 3, got {prior.channels}")
-    n_timesteps = len(prior.alpha_bar)
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= n_timesteps:
-        raise ValueError(f"steps must be an integer in 1..{n_timesteps}, got {steps!r}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if em_variant not in EM_VARIANTS:
-        raise ValueError(f"em_variant must be one of {EM_VARIANTS}, got {em_variant!r}")
-    for name, value in (("psi", psi), ("eta", eta)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    check_integer("steps", steps, 1, len(prior.alpha_bar))
+    check_choice("sampler", sampler, SAMPLERS)
+    if seed is not None:
+        check_integer("seed (or None)", seed, 0, 2**64 - 1)
 
 
 def _keep(
@@ -191,9 +177,8 @@ def _keep(
     """Write step n (loop counter) into its slot of the trace, allocating the trace at the first
     kept step (so its memory is known and bounded from the start: no lists, no final stacking)."""
     values = {"x_t": step.x_t, "f_tilde": step.f_tilde, "f_hat": step.f_hat}
-    values.update(m_bar=step.state.m_bar, n_bar=step.state.n_bar, k=step.state.k, u=step.state.u)
-    values = {name: crop(value, padding) for name, value in values.items()}
-    values.update(gamma=step.state.gamma, rho=step.state.rho)
+    values.update({name: getattr(step.state, name) for name in STATE_FIELDS})
+    values = {name: crop(value, padding) if value.ndim == 4 else value for name, value in values.items()}
     if trace is None:
         steps = len(schedule)
         kept_t = [schedule.timesteps[steps - 1 - kept_n] for kept_n in slots]
@@ -214,9 +199,9 @@ def ddfm(
     *,
     steps: int = 100,
     sampler: str = "ddim",
-    em_variant: str = "paper",
-    psi: float = 0.5,
-    eta: float = 1e-3,
+    em_variant: str = EMConfig.variant,
+    psi: float = EMConfig.psi,
+    eta: float = EMConfig.eta,
     seed: int | None = None,
     x_T: torch.Tensor | None = None,
     record: bool | int = False,
@@ -243,8 +228,10 @@ def ddfm(
     torch.float16) stores the trace in lower precision. progress: a tqdm bar (notebook-aware).
     Returns a DDFMResult.
     """
-    check_images(i=i, v=v)
-    _check_arguments(prior, steps, sampler, em_variant, psi, eta, seed)
+    check_images(i=i, v=v, limit=IMAGE_LIMIT, dtypes=EM_DTYPES)
+    check_choice("em_variant", em_variant, EM_VARIANTS)
+    em = EMConfig(psi=psi, eta=eta, variant=em_variant)
+    _check_arguments(prior, steps, sampler, seed)
     if prior.device != i.device:
         raise ValueError(f"prior is on {prior.device} but i and v are on {i.device}: move one to the other")
     every = _record_every(record)
@@ -273,26 +260,23 @@ def ddfm(
         n: j for j, n in enumerate(n for n in range(steps) if every and (n % every == 0 or n == steps - 1))
     }
     trace = None
+    stochastic = SAMPLERS[sampler].stochastic
     noise_generator = None
-    if sampler == "ddpm" and seed is not None:
+    if stochastic and seed is not None:
         noise_generator = torch.Generator(device=i.device).manual_seed(seed)
     x, state = x_T, None
     with torch.no_grad():
-        order = range(steps - 1, -1, -1)
-        for n, k in enumerate(tqdm(order, desc="DDFM", disable=not progress)):
+        for n, k in enumerate(_progress(range(steps - 1, -1, -1), "DDFM", progress)):
             noise = None
-            if sampler == "ddpm" and k > 0:
+            if stochastic and k > 0:
                 noise = torch.randn(shape, generator=noise_generator, device=i.device, dtype=i.dtype)
-            step = ddfm_step(
-                x, i_pad, v_pad, prior, schedule, k, state,
-                sampler=sampler, em_variant=em_variant, psi=psi, eta=eta, noise=noise,
-            )  # fmt: skip
+            step = ddfm_step(x, i_pad, v_pad, prior, schedule, k, state, sampler=sampler, em=em, noise=noise)
             if n in slots:
                 trace = _keep(trace, slots, n, step, padding, schedule, record_dtype)
             x, state = step.x_prev, step.state
 
     sample = crop(x, padding)
-    if em_variant == "released":
+    if em.variant == "released":
         fused = stretch(sample if prior.channels == 1 else luma(sample))
     else:
         fused = crop(step.f_hat, padding).clamp(-1.0, 1.0)
@@ -317,7 +301,7 @@ def sample_prior(
     `ddfm` (x_T on the CPU from `seed`, z on the prior's device). Returns the last sample f_0
     (B, C, H, W) on the prior's device, equal to the last estimate f_tilde_{0|0}.
     """
-    _check_arguments(prior, steps, sampler, "paper", 0.5, 1e-3, seed)
+    _check_arguments(prior, steps, sampler, seed)
     shape = tuple(shape)
     if len(shape) != 4 or shape[1] != prior.channels:
         raise ValueError(f"shape must be (B, {prior.channels}, H, W) for this prior, got {shape}")
@@ -329,21 +313,18 @@ def sample_prior(
         x_T = torch.randn(shape, generator=generator).to(device)
     elif tuple(x_T.shape) != shape or x_T.device != device:
         raise ValueError(f"x_T must have shape {shape} on {device}, got {tuple(x_T.shape)} on {x_T.device}")
+    update = SAMPLERS[sampler]
     noise_generator = None
-    if sampler == "ddpm" and seed is not None:
+    if update.stochastic and seed is not None:
         noise_generator = torch.Generator(device=device).manual_seed(seed)
     schedule = respace(prior.alpha_bar, steps)
     x = x_T
     with torch.no_grad():
-        for k in tqdm(range(steps - 1, -1, -1), desc="prior", disable=not progress):
-            alpha_bar, alpha_bar_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev(k)
+        for k in _progress(range(steps - 1, -1, -1), "prior", progress):
             t_batch = torch.full((shape[0],), schedule.timesteps[k], dtype=torch.long, device=device)
             f_tilde = prior.predict_x0(x, t_batch).to(x.dtype)
-            if sampler == "ddim":
-                x = ddim_step(x, f_tilde, alpha_bar, alpha_bar_prev)
-            elif k == 0:
-                x = ddpm_posterior(x, f_tilde, alpha_bar, alpha_bar_prev)[0]
-            else:
+            noise = None
+            if update.stochastic and k > 0:
                 noise = torch.randn(shape, generator=noise_generator, device=device, dtype=x.dtype)
-                x = ddpm_step(x, f_tilde, alpha_bar, alpha_bar_prev, noise)
+            x = update.step(x, f_tilde, schedule, k, noise)
     return x

@@ -356,6 +356,15 @@ def _load_error(path, config=SMALL) -> str:
 
 def test_missing_truncated_and_garbage_files_are_refused(tmp_path, small_checkpoint):
     assert "does not exist" in _load_error(tmp_path / "nowhere.pt")
+    # one error type for both loaders, importable from each place it was
+    from ddfm_edu import priors
+    from ddfm_edu.priors import base, embedded
+
+    assert CheckpointError is priors.CheckpointError is base.CheckpointError
+    with pytest.raises(CheckpointError, match="nowhere.pt"):
+        embedded.load_embedded(path=tmp_path / "nowhere.pt")
+    with pytest.raises(CheckpointError, match="nowhere.pt"):
+        priors.load_prior(tmp_path / "nowhere.pt", device="cpu")
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(small_checkpoint.read_bytes()[: small_checkpoint.stat().st_size // 2])
     assert "truncated" in _load_error(truncated)
@@ -365,6 +374,8 @@ def test_missing_truncated_and_garbage_files_are_refused(tmp_path, small_checkpo
     pickled = tmp_path / "objects.pt"  # arbitrary objects are refused by weights_only loading
     torch.save({"w": torch.zeros(1), "when": datetime.date(2020, 1, 1)}, pickled)
     assert "cannot read" in _load_error(pickled)
+    for path in (garbage, pickled):  # said in the package's words, never torch's advice to unpickle
+        assert "weights_only" not in _load_error(path) and "torch.save" in _load_error(path)
     not_state = tmp_path / "list.pt"
     torch.save([torch.zeros(1)], not_state)
     assert "not a state dict" in _load_error(not_state)

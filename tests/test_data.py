@@ -1,4 +1,4 @@
-"""Image I/O, colour pairs, padding, pair folders, PNG output and the bundled sample data."""
+"""Image I/O, colour pairs, pair folders, PNG output and the bundled sample data."""
 
 from __future__ import annotations
 
@@ -137,32 +137,6 @@ def test_pair_of_different_sizes_names_both_files_and_sizes(tmp_path):
         data.load_pair(*paths)
 
 
-# ---------------------------------------------------------------------------------------------- padding
-
-
-def test_pad_to_multiple_reflects_like_numpy_and_crops_back():
-    x = torch.rand(2, 3, 21, 30)
-    padded, info = data.pad_to_multiple(x, 8)
-    assert padded.shape == (2, 3, 24, 32) and info == data.Padding(21, 30, 3, 2)
-    expected = np.pad(x.numpy(), ((0, 0), (0, 0), (0, 3), (0, 2)), mode="reflect")
-    np.testing.assert_array_equal(padded.numpy(), expected)
-    assert torch.equal(data.crop(padded, info), x)
-    same, info = data.pad_to_multiple(x[..., :16, :24], 8)
-    assert same.shape == (2, 3, 16, 24) and info.bottom == info.right == 0
-
-
-def test_pad_larger_than_the_image_reflects_repeatedly():
-    x = torch.arange(3.0).view(1, 1, 1, 3)
-    padded, info = data.pad_to_multiple(x, 8)
-    assert padded.shape == (1, 1, 8, 8)
-    # 1 row: replicated; 3 columns: 0 1 2 | 1 0 | 1 2 1  (reflect by at most size - 1 at a time)
-    assert padded[0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1, 2, 1]
-    assert torch.equal(padded[0, 0], padded[0, 0, :1].expand(8, 8))
-    assert torch.equal(data.crop(padded, info), x)
-    with pytest.raises(ValueError, match="stride"):
-        data.pad_to_multiple(x, 0)
-
-
 # ---------------------------------------------------------------------------------------------- folders
 
 
@@ -210,13 +184,6 @@ def test_pair_folders_without_a_layout_is_an_error(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- output
-
-
-def test_stretch_maps_each_image_to_the_full_range_and_leaves_constants():
-    x = torch.stack([torch.linspace(-0.2, 0.3, 12).view(1, 3, 4), torch.full((1, 3, 4), 0.5)])
-    s = data.stretch(x)
-    torch.testing.assert_close(s[0], ((x[0] + 0.2) / 0.5) * 2 - 1)
-    torch.testing.assert_close(s[1], x[1])
 
 
 def test_save_png_grey_with_and_without_stretch(tmp_path):
@@ -334,6 +301,57 @@ def test_sample_data_dir_follows_the_environment_variable(tmp_path, monkeypatch)
         data.sample_data_dir()
     with pytest.raises(ValueError, match="kind"):
         data.sample_pairs("xyz")
+
+
+def without_source_tree(monkeypatch, tmp_path) -> Path:
+    """As after a plain `pip install`: no data/ next to the package, no DDFM_EDU_SAMPLE_DATA, and
+    the user cache ($XDG_CACHE_HOME) in tmp_path/cache; returns that cache folder."""
+    monkeypatch.delenv("DDFM_EDU_SAMPLE_DATA", raising=False)
+    monkeypatch.setattr(sample_data, "SOURCE_TREE_DATA", tmp_path / "site-packages" / "data")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_sample_data_is_generated_once_into_the_user_cache_when_installed(regenerated, tmp_path, monkeypatch):
+    cache = without_source_tree(monkeypatch, tmp_path)
+    root = data.sample_data_dir()
+    assert root == sample_data.cache_dir() and root.parent == cache / "ddfm-edu"
+    assert root.name == "sample-data-" + _digest(Path(sample_data.__file__))[:12]
+    out, _ = regenerated
+    assert [_digest(root / name) for name in EXPECTED_SAMPLE_FILES] == [
+        _digest(out / name) for name in EXPECTED_SAMPLE_FILES
+    ]
+    assert list(root.parent.iterdir()) == [root]  # no staging folder left behind
+
+    def no_second_generation(out_dir):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(sample_data, "generate", no_second_generation)
+    assert data.sample_data_dir() == root
+    assert [p.name for p in data.sample_pairs()] == ["camera", "rocket", "phantom"]
+
+
+def test_an_interrupted_generation_leaves_no_partial_set(tmp_path, monkeypatch):
+    cache = without_source_tree(monkeypatch, tmp_path)
+    real_generate = sample_data.generate
+
+    def interrupted(out_dir):
+        (Path(out_dir) / "ivf").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample_data, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.sample_data_dir()
+    assert list((cache / "ddfm-edu").iterdir()) == []
+    monkeypatch.setattr(sample_data, "generate", real_generate)
+    assert (data.sample_data_dir() / "mif" / "PET" / "phantom.png").is_file()
+
+
+def test_an_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
+    without_source_tree(monkeypatch, tmp_path)
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    with pytest.raises(ValueError, match="could not be generated in .*DDFM_EDU_SAMPLE_DATA"):
+        data.sample_data_dir()
 
 
 # ---------------------------------------------------------------------------------------------- resizing

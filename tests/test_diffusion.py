@@ -132,3 +132,18 @@ def test_formulas_broadcast_per_batch_alpha_bars():
             diffusion.ddim_step(f_t, f0, alpha_bar, alpha_bar + 0.1)[b],
             diffusion.ddim_step(f_t[b], f0[b], ab, ab + 0.1),
         )
+
+
+def test_sampler_objects_take_the_step_of_their_update_rule():
+    schedule = diffusion.respace(diffusion.linear_alpha_bar(), 10)
+    f_t, f0, z = torch.randn(3, 2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    for k in (9, 4, 0):
+        ab, ab_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev(k)
+        ddim, ddpm = diffusion.SAMPLERS["ddim"], diffusion.SAMPLERS["ddpm"]
+        torch.testing.assert_close(ddim.step(f_t, f0, schedule, k), diffusion.ddim_step(f_t, f0, ab, ab_prev))
+        torch.testing.assert_close(
+            ddpm.step(f_t, f0, schedule, k, z), diffusion.ddpm_step(f_t, f0, ab, ab_prev, z)
+        )
+        mean = diffusion.ddpm_posterior(f_t, f0, ab, ab_prev)[0]
+        torch.testing.assert_close(ddpm.step(f_t, f0, schedule, k), mean)
+    assert not ddim.stochastic and ddpm.stochastic

@@ -26,7 +26,7 @@ def dense_grad(H: int, W: int) -> np.ndarray:
 
 
 def numpy_paper_em_step(f0, i, v, m_bar, n_bar, k, u, gamma, rho, psi, eta, floor):
-    """The paper's EM step written from ddfm_math.md sections 3-4 in float64 numpy, with full
+    """The paper's EM step written from docs/method.md sections 3-4 in float64 numpy, with full
     complex FFTs and closed-form transfer functions (no code shared with ddfm_edu.em)."""
     x, y = f0 - v, i - v
     g, p = gamma[:, None, None, None], rho[:, None, None, None]
@@ -340,9 +340,17 @@ def test_bad_arguments_raise_value_errors_naming_the_argument():
     with pytest.raises(ValueError, match="state.u"):
         em.em_step(f0, i, v, state)
     state = em.initial_state(i)
-    state.gamma = -state.gamma
+    state.gamma = state.gamma[:1]  # a carried state is checked structurally (its values are EM's own)
     with pytest.raises(ValueError, match="state.gamma"):
         em.em_step(f0, i, v, state)
+    with pytest.raises(ValueError, match=r"i has values up to .* the \[-1, 1\] scale"):
+        em.em_step(f0, i * 255, v)  # the 0..255 scale by mistake
+    with pytest.raises(ValueError, match="float16: this needs float32 or float64"):
+        em.em_step(f0.half(), i.half(), v.half())
+    with pytest.raises(ValueError, match="f0 is empty"):
+        em.em_step(f0[..., :0], i[..., :0], v[..., :0])
+    with pytest.raises(ValueError, match="i contains NaN or infinite"):
+        em.em_fuse(torch.full_like(i, 1e30) * 1e30, v)
     with pytest.raises(ValueError, match="iters"):
         em.em_fuse(i, v, iters=0)
     with pytest.raises(ValueError, match="f_init has shape"):
@@ -386,3 +394,26 @@ def test_phi_is_refused_for_the_released_variant_and_when_not_positive():
         em.em_fuse(i, i, iters=1, phi=2.0, variant="released")
     with pytest.raises(ValueError, match="phi"):
         em.em_step(i, i, i, phi=-1.0)
+
+
+def test_em_config_is_validated_once_when_made():
+    assert em.EMConfig() == em.EMConfig(psi=0.5, eta=1e-3, variant="paper", phi=None)
+    for bad, name in (({"psi": float("inf")}, "psi"), ({"eta": 0.0}, "eta"), ({"variant": "x"}, "variant"),
+                      ({"phi": -1.0}, "phi"), ({"variant": "released", "phi": 1.0}, "phi")):  # fmt: skip
+        with pytest.raises(ValueError, match=name):
+            em.EMConfig(**bad)
+    assert em.STATE_FIELDS == ("m_bar", "n_bar", "k", "u", "gamma", "rho")
+
+
+def test_gradients_flow_through_an_em_step_as_autograd_checks_them():
+    """Autograd through the E-step and the HQS blocks (float64), checked against finite differences."""
+    f0, i, v = (t.double() for t in images(B=1, H=6, W=5, seed=3))
+    state = em.em_step(f0, i, v)[1]  # a non-initial state: real weights and scales
+    f0.requires_grad_(True)
+
+    def f_hat(f0):
+        return em.em_step(f0, i, v, state)[0]
+
+    assert torch.autograd.gradcheck(f_hat, (f0,), eps=1e-6, atol=1e-5)
+    f_plain = em.em_step(f0.detach(), i, v, state)[0]
+    torch.testing.assert_close(f_hat(f0).detach(), f_plain)  # the autograd path computes the same

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddfm_edu import train_prior
 from ddfm_edu.diffusion import q_sample
 from ddfm_edu.priors import gaussian
 from ddfm_edu.priors.base import Prior
@@ -126,7 +127,7 @@ def test_fitted_constants_are_reproduced_by_the_fit():
     assert fit.floor == pytest.approx(gaussian.FLOOR, abs=1e-9)
     assert fit.mean == pytest.approx(gaussian.MEAN, rel=1e-3)
     assert fit.mean_std == pytest.approx(gaussian.MEAN_STD, rel=1e-3)
-    assert not {"camera", "rocket", "phantom"} & set(gaussian.TRAINING_IMAGES)
+    assert not {"camera", "rocket", "phantom", "moon", "page"} & set(train_prior.TRAINING_IMAGES)
     with pytest.raises(ValueError, match="camera"):
         gaussian.fit_power_spectrum(("astronaut", "camera"))
 

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_check_cpu_smoke_runs_every_check(tmp_path):
     run = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "gpu_check.py"), "--cpu-smoke"],

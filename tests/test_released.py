@@ -1,56 +1,15 @@
 """The released variant against an independent transcription of the release's EM function, the
-paper-vs-release identity of ddfm_math.md section 7, and the release's studio-range YCbCr."""
+paper-vs-release identity of docs/method.md section 7, and the release's studio-range YCbCr."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from release_transcription import release_em_onestep, release_initial
 from skimage import color
 
 from ddfm_edu import em, released
-
-
-def release_initial(image):
-    """EM_Initial of the release, transcribed (dictionary, int kernels, python-int tau)."""
-    H, W = image.shape[-2:]
-    hp = {}
-    for name, kernel in (("fft_k1", torch.tensor([[1, -1]])), ("fft_k2", torch.tensor([[1], [-1]]))):
-        psf = torch.nn.functional.pad(kernel, (0, W - kernel.shape[1], 0, H - kernel.shape[0]))
-        for axis in range(2):
-            psf = torch.roll(psf, -int(kernel.shape[axis] / 2), axis)
-        hp[name] = torch.fft.fftn(psf)
-    hp["fft_k1sq"] = torch.conj(hp["fft_k1"]) * hp["fft_k1"]
-    hp["fft_k2sq"] = torch.conj(hp["fft_k2"]) * hp["fft_k2"]
-    hp.update(F1=torch.zeros_like(image), F2=torch.zeros_like(image), tau_a=1, tau_b=1)
-    return hp
-
-
-def release_em_onestep(f_pre, I, V, hp, lamb, rho):  # noqa: E741
-    """EM_onestep of the release, transcribed statement by statement (B = 1)."""
-    Y = I - V
-    X = f_pre - V
-    D = torch.sqrt(2 / hp["tau_b"] / (X**2 + 1e-6))
-    C = torch.sqrt(2 / hp["tau_a"] / ((Y - X + 1e-6) ** 2))
-    D[D > 2 * C] = 2 * C[D > 2 * C]
-    tau_b = torch.mean(1.0 / (D + 1e-10) + hp["tau_b"] / 2)
-    tau_a = torch.mean(1.0 / (C + 1e-10) + hp["tau_a"] / 2)
-    Z = Y - X
-    Hf = torch.fft.fft2(Z) + torch.conj(hp["fft_k1"]) * torch.fft.fft2(hp["F1"])
-    Hf = Hf + torch.conj(hp["fft_k2"]) * torch.fft.fft2(hp["F2"])
-    Hf = Hf / (1 + hp["fft_k1sq"] + hp["fft_k2sq"])
-    H = torch.real(torch.fft.ifft2(Hf))
-    a1 = torch.zeros_like(H)
-    a1[:, :, :, :-1] = H[:, :, :, :-1] - H[:, :, :, 1:]
-    a1[:, :, :, -1] = H[:, :, :, -1]
-    a2 = torch.zeros_like(H)
-    a2[:, :, :-1, :] = H[:, :, :-1, :] - H[:, :, 1:, :]
-    a2[:, :, -1, :] = H[:, :, -1, :]
-    F1 = (rho / (2 * lamb + rho)) * a1
-    F2 = (rho / (2 * lamb + rho)) * a2
-    X = (2 * C * Y + rho * (Y - H)) / (2 * C + 2 * D + rho)
-    hp = dict(hp, C=C, D=D, H=H, F1=F1, F2=F2, tau_a=tau_a, tau_b=tau_b)
-    return I - X, hp
 
 
 def sources(H=24, W=20, seed=0):

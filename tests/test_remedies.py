@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ddfm_edu import em, remedies
-from ddfm_edu.em import em_fuse, em_step, m_step_objective, one_sided_x_update
+from ddfm_edu.em import EMConfig, em_fuse, em_step, m_step_objective, one_sided_x_update
 from ddfm_edu.priors.gaussian import GaussianPrior
 from ddfm_edu.sample import ddfm
 
@@ -62,8 +62,8 @@ def test_local_scales_reduce_to_the_paper_when_the_residuals_are_uniform():
     v = torch.full((1, 1, 32, 32), -0.2)
     f0 = torch.full((1, 1, 32, 32), 0.1)
     state = em.initial_state(i)
-    f_local, _, s_local = remedies.local_scales_step(f0, i, v, state, 0.5, 1e-3)
-    f_paper, _, s_paper = em._em_step_paper(f0, i, v, state, 0.5, 1e-3)
+    f_local, _, s_local = remedies.local_scales_step(f0, i, v, state, EMConfig())
+    f_paper, _, s_paper = em._em_step_paper(f0, i, v, state, EMConfig())
     torch.testing.assert_close(f_local, f_paper)
     torch.testing.assert_close(s_local.gamma, s_paper.gamma.view(-1, 1, 1, 1).expand_as(i))
 
@@ -81,8 +81,8 @@ def test_exact_m_step_has_a_lower_objective_than_one_hqs_pass():
     i, v = _pair(size=24)
     f0 = 0.5 * (i + v) + 0.05 * torch.randn(i.shape, generator=torch.Generator().manual_seed(3))
     state = em.initial_state(i)
-    _, x_exact, s_exact = remedies.exact_m_step_step(f0, i, v, state, 0.5, 1e-3)
-    _, x_hqs, _ = em._em_step_paper(f0, i, v, state, 0.5, 1e-3)
+    _, x_exact, s_exact = remedies.exact_m_step_step(f0, i, v, state, EMConfig())
+    _, x_hqs, _ = em._em_step_paper(f0, i, v, state, EMConfig())
     y = i - v
     objective = m_step_objective(x_exact, y, s_exact.m_bar, s_exact.n_bar, 0.5)
     assert (objective < m_step_objective(x_hqs, y, s_exact.m_bar, s_exact.n_bar, 0.5)).all()

@@ -302,13 +302,14 @@ def test_load_prior_by_name_path_and_error(monkeypatch, tmp_path):
     gaussian = priors.load_prior("gaussian", device="cpu")
     assert isinstance(gaussian, GaussianPrior) and not gaussian.training
     calls = []
+    import ddfm_edu.priors.adm as adm
     import ddfm_edu.priors.embedded as embedded
 
     monkeypatch.setattr(
         embedded, "load_embedded", lambda device: calls.append(("embedded", device)) or gaussian
     )
     monkeypatch.setattr(
-        priors,
+        adm,
         "load_adm_checkpoint",
         lambda path, config=None, device="cpu", half=False: (
             calls.append(("adm", str(path), device, half)) or gaussian
@@ -369,3 +370,24 @@ def test_adm_prior_any_size_is_padded_to_its_networks_stride():
         result = ddfm(i, v, ADMPrior(unet), steps=3, em_variant=variant, seed=0, progress=False)
         assert result.fused.shape == (1, 1, 30, 29) and result.sample.shape == (1, 3, 30, 29)
         assert torch.isfinite(result.fused).all()
+
+
+def test_ddfm_refuses_what_em_step_refuses(prior):
+    i, v = pair()
+    for name in ("psi", "eta"):
+        with pytest.raises(ValueError, match=name):
+            ddfm(i, v, prior, steps=2, progress=False, **{name: float("inf")})
+
+
+def test_ddfm_runs_in_float64_and_refuses_half_precision(prior):
+    """float64 sources run EM in float64 (a network prior computes in float32 and is cast back); the
+    result agrees with float32 to rounding. Half precision is refused up front, naming the dtypes."""
+    i, v = pair()
+    single = ddfm(i, v, prior, steps=4, seed=0, progress=False).fused
+    double = ddfm(i.double(), v.double(), prior, steps=4, seed=0, progress=False).fused
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="float16: this needs float32 or float64"):
+        ddfm(i.half(), v.half(), prior, steps=2, progress=False)
+    with pytest.raises(ValueError, match="values up to"):
+        ddfm(i * 127.5 + 127.5, v, prior, steps=2, progress=False)

@@ -1,14 +1,18 @@
 """Priors for DDFM: analytic (Gaussian), the learned prior bundled with the package (embedded),
-and the paper's guided-diffusion ImageNet network loaded from a user's checkpoint (ADM)."""
+and the paper's guided-diffusion ImageNet network loaded from a user's checkpoint (ADM).
+
+The ADM names (`ADMPrior`, `ADMUNet`, `load_adm_checkpoint`) are imported from `priors.adm` on
+first use, so that the Gaussian and embedded priors never load the ImageNet network's module.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from ddfm_edu.priors.adm import ADMPrior, ADMUNet, CheckpointError, load_adm_checkpoint
-from ddfm_edu.priors.base import Prior
+from ddfm_edu.priors.base import CheckpointError, Prior
 
 __all__ = [
     "ADMPrior",
@@ -19,6 +23,17 @@ __all__ = [
     "load_prior",
     "resolve_device",
 ]
+
+_ADM_NAMES = ("ADMPrior", "ADMUNet", "load_adm_checkpoint")
+
+
+def __getattr__(name: str) -> Any:
+    """`ADMPrior`, `ADMUNet` and `load_adm_checkpoint` from `priors.adm`, imported when first asked for."""
+    if name in _ADM_NAMES:
+        from ddfm_edu.priors import adm
+
+        return getattr(adm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -66,5 +81,7 @@ def load_prior(
 
         return GaussianPrior().to(device).eval()
     if isinstance(spec, (str, Path)) and _looks_like_a_file(Path(spec)):
+        from ddfm_edu.priors.adm import load_adm_checkpoint
+
         return load_adm_checkpoint(spec, config=config, device=device, half=half)
     raise ValueError(f"prior {spec!r} is neither one of {PRIOR_NAMES} nor an existing checkpoint file")

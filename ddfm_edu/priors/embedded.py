@@ -1,6 +1,6 @@
 r"""The learned grey prior bundled with the package: a small U-Net denoiser that runs on a laptop CPU.
 
-DDFM only asks its prior for Tweedie's estimate f_tilde_{0|t} = E[f_0 | f_t] (ddfm_math.md section 5).
+DDFM only asks its prior for Tweedie's estimate f_tilde_{0|t} = E[f_0 | f_t] (docs/method.md section 5).
 Instead of the paper's 2 GB ImageNet network, this prior is a 1.7 M parameter U-Net (3.5 MB in
 fp16) trained (by `python -m ddfm_edu.train_prior`) to output that estimate directly, at every
 timestep of the linear schedule, for grey images in [-1, 1]. One call at 256 x 256 takes about
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 from pathlib import Path
 
 import torch
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddfm_edu.priors import resolve_device
-from ddfm_edu.priors.base import Prior
+from ddfm_edu.priors.base import CheckpointError, Prior
 
 __all__ = ["EmbeddedPrior", "EmbeddedUNet", "WEIGHTS_PATH", "load_embedded"]
 
@@ -157,6 +158,7 @@ class EmbeddedPrior(Prior):
 
     channels = 1
     stride = 1
+    compute_dtype = torch.float32
 
     def __init__(self, net: EmbeddedUNet, alpha_bar: torch.Tensor | None = None) -> None:
         super().__init__(alpha_bar)
@@ -168,10 +170,9 @@ class EmbeddedPrior(Prior):
 
         x_t (B, 1, H, W) on the prior's device; t (B,) or a scalar, original timestep indices.
         """
-        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(x_t.shape[0])
-        alpha_bar = self.alpha_bar[t].to(x_t.dtype)
-        sigma = (1.0 / alpha_bar - 1.0).sqrt()
-        y = x_t / alpha_bar.sqrt().view(-1, 1, 1, 1)
+        alpha_bar = self.alpha_bar_at(t, x_t).expand(x_t.shape[0], 1, 1, 1)
+        sigma = (1.0 / alpha_bar - 1.0).sqrt().view(-1)
+        y = x_t / alpha_bar.sqrt()
         height, width = x_t.shape[-2:]
         pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
         if pad_h or pad_w:
@@ -192,12 +193,12 @@ def load_embedded(device: str | torch.device = "cpu", path: str | Path | None = 
                   ) -> EmbeddedPrior:
     """The learned prior bundled with the package (weights `priors/embedded.pt`), in eval mode.
 
-    Raises FileNotFoundError when the weights file is missing and ValueError when it is unreadable,
-    truncated or does not match the architecture: never random weights.
+    Raises `CheckpointError` (a ValueError, as the ADM loader) naming the file when it is missing,
+    unreadable, truncated or does not match the architecture: never random weights.
     """
     path = WEIGHTS_PATH if path is None else Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointError(
             f"embedded prior weights not found at {path}; reinstall ddfm-edu or retrain them with "
             "`python -m ddfm_edu.train_prior --out <path>`")
     try:
@@ -210,6 +211,8 @@ def load_embedded(device: str | torch.device = "cpu", path: str | Path | None = 
         net.load_state_dict({k: v.float() if v.is_floating_point() else v
                              for k, v in blob["state_dict"].items()}, strict=True)
     except Exception as error:  # unpickling/zip errors, missing keys, shape mismatch
-        raise ValueError(f"embedded prior weights at {path} are corrupt or do not match the "
-                         f"architecture: {error}") from error
+        reason = "not a file of tensors saved by torch.save" if isinstance(error, pickle.UnpicklingError) \
+            else str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise CheckpointError(f"embedded prior weights at {path} are corrupt or do not match the "
+                              f"architecture: {reason}") from error
     return EmbeddedPrior(net).to(resolve_device(device)).eval()

@@ -19,8 +19,10 @@ filter:
     g_t(w) = sqrt(alpha_bar_t) P_eff(w) / (alpha_bar_t P_eff(w) + 1 - alpha_bar_t),
 
 i.e. E[f_0 | f_t] = mu_0 + irfft2(g_t rfft2(f_t - sqrt(alpha_bar_t) mu_0)). The constants were fitted
-to the grey versions of scikit-image's bundled photographs (`fit_power_spectrum`), never to the
-images reserved as held-out test data (camera, rocket, phantom).
+(`fit_power_spectrum`) to the grey versions of the openly licensed scikit-image images that the
+bundled prior is trained on (`ddfm_edu.train_prior.TRAINING_IMAGES`, licences listed there), never
+to images without a stated licence or to those reserved as held-out test data (camera, rocket,
+phantom).
 """
 
 from __future__ import annotations
@@ -32,23 +34,15 @@ import torch
 
 from ddfm_edu.priors.base import Prior
 
-# scikit-image images the spectrum is fitted to (grey: BT.601 luma of the RGB ones). Not camera,
-# rocket or phantom, which the package keeps as held-out test images. motorcycle_left is the left
-# view of stereo_motorcycle.
-TRAINING_IMAGES: tuple[str, ...] = (
-    "astronaut", "brick", "cell", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
-    "hubble_deep_field", "immunohistochemistry", "moon", "motorcycle_left", "page", "retina", "text",
-)  # fmt: skip
-
 # The fitted constants (`fit_power_spectrum()` reproduces them; tests check it):
-AMPLITUDE = 7.600e-4  # A: power at |w| = 1 cycle/pixel, unitary-DFT units on [-1, 1] images
-EXPONENT = 2.4215  # alpha: natural images are close to 1/|w|^2 (scale invariance), a bit steeper here
-# The fit puts the white floor at its lower bound 0: these photographs have no flat noise floor
+AMPLITUDE = 5.356e-4  # A: power at |w| = 1 cycle/pixel, unitary-DFT units on [-1, 1] images
+EXPONENT = 2.4947  # alpha: natural images are close to 1/|w|^2 (scale invariance), a bit steeper here
+# The fit puts the white floor at its lower bound 0: these images have no flat noise floor
 # below the Nyquist frequency; their spectra fall faster than the power law at the highest
 # frequencies (lens blur, JPEG), if anything.
 FLOOR = 0.0
-MEAN = -0.1175  # mu_0: the mean of the images' mean grey values
-MEAN_STD = 0.2721  # s_mu: the standard deviation of the images' mean grey values
+MEAN = -0.1556  # mu_0: the mean of the images' mean grey values
+MEAN_STD = 0.2619  # s_mu: the standard deviation of the images' mean grey values
 
 # Frequency bins of the fit: 24 log-spaced bins from 1/128 to 1/2 cycle per pixel.
 _BIN_EDGES = np.geomspace(1 / 128, 0.5, 25)
@@ -63,21 +57,6 @@ class SpectrumFit:
     floor: float
     mean: float
     mean_std: float
-
-
-def _bundled_grey(name: str) -> np.ndarray:
-    """A scikit-image bundled image as float64 grey values in [-1, 1] (BT.601 luma if RGB)."""
-    import skimage.data
-
-    if name in {"camera", "rocket", "phantom", "shepp_logan_phantom"}:
-        raise ValueError(f"image {name!r} is reserved as held-out test data; do not fit to it")
-    image = (
-        skimage.data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(skimage.data, name)()
-    )
-    image = np.asarray(image, dtype=np.float64)
-    if image.ndim == 3:
-        image = image[..., :3] @ np.array([0.299, 0.587, 0.114])
-    return image / 127.5 - 1.0
 
 
 def radial_power_spectrum(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -96,15 +75,23 @@ def radial_power_spectrum(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sqrt(_BIN_EDGES[:-1] * _BIN_EDGES[1:]), mean
 
 
-def fit_power_spectrum(names: tuple[str, ...] = TRAINING_IMAGES) -> SpectrumFit:
+def fit_power_spectrum(names: tuple[str, ...] | None = None) -> SpectrumFit:
     r"""Refit the constants: the power per frequency bin averaged over the images, then
     least squares on the log: min sum_bins (log(A / w^alpha + floor) - log P_bin)^2 with floor >= 0;
-    mu_0 and s_mu are the mean and standard deviation of the images' mean values."""
+    mu_0 and s_mu are the mean and standard deviation of the images' mean values.
+
+    `names`: scikit-image images, grey in [-1, 1] by `train_prior.load_training_images` (which
+    refuses the held-out ones); by default the openly licensed set `train_prior.TRAINING_IMAGES`
+    that the bundled prior is trained on."""
     from scipy.optimize import least_squares
 
-    images = [_bundled_grey(name) for name in names]
+    from ddfm_edu.train_prior import TRAINING_IMAGES, load_training_images
+
+    images = [image[0].double().numpy() for image in load_training_images(names or TRAINING_IMAGES)]
     centres = radial_power_spectrum(images[0])[0]
-    power = np.mean([radial_power_spectrum(image)[1] for image in images], axis=0)
+    # a bin below an image's lowest frequency (1/size: microaneurysms is 102 px) is NaN for it and
+    # averages over the other images
+    power = np.nanmean([radial_power_spectrum(image)[1] for image in images], axis=0)
 
     def residuals(p: np.ndarray) -> np.ndarray:
         return np.log(np.exp(p[0]) * centres ** -p[1] + p[2]) - np.log(power)
