@@ -35,7 +35,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from ddfm_edu import released
-from ddfm_edu.operators import grad, grad_adjoint, grad_t_grad, solve_eye_plus_gtg
+from ddfm_edu.operators import conjugate_gradients, grad, grad_adjoint, grad_t_grad, solve_eye_plus_gtg
 from ddfm_edu.validation import IMAGE_LIMIT, check_choice, check_images, check_integer, check_positive
 
 VARIANTS = ("paper", "released", "one-sided")
@@ -254,31 +254,8 @@ def solve_m_step(
     def apply_a(p: torch.Tensor) -> torch.Tensor:
         return diagonal * p + psi * grad_t_grad(p)
 
-    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return _batch_sum(a * b).view(-1, 1, 1, 1)
-
     preconditioner = 1.0 / (diagonal + 4.0 * psi)  # the diagonal of grad^T grad is 4
-    b = m_bar * y
-    b_norm = dot(b, b).sqrt()
-    x = torch.zeros_like(y)
-    r = b.clone()
-    z = r * preconditioner
-    p = z.clone()
-    rz = dot(r, z)
-    for _ in range(max_iter):
-        if (dot(r, r).sqrt() <= tol * b_norm).all():
-            break
-        ap = apply_a(p)
-        p_ap = dot(p, ap)
-        alpha = torch.where(p_ap > 0, rz / p_ap, torch.zeros_like(rz))
-        x += alpha * p
-        r -= alpha * ap
-        z = r * preconditioner
-        rz_new = dot(r, z)
-        beta = torch.where(rz > 0, rz_new / rz, torch.zeros_like(rz))
-        p = z + beta * p
-        rz = rz_new
-    return x
+    return conjugate_gradients(apply_a, m_bar * y, preconditioner, tol=tol, max_iter=max_iter)
 
 
 def _em_step_paper(

@@ -167,8 +167,9 @@ class Fuser:
 
     def batch_key(self, size: tuple[int, int] | Path, method: str) -> tuple[int, int] | Path:
         """Pairs with equal keys can share a batch: their size, padded to the prior's stride for
-        DDFM with em_variant "paper" (whose result, cropped, does not depend on the padding)."""
-        if method == "ddfm" and self.settings["em_variant"] == "paper" and isinstance(size, tuple):
+        DDFM with an EM variant other than "released" (whose result, cropped, does not depend on
+        the padding); the exact size otherwise."""
+        if method == "ddfm" and self.settings["em_variant"] != "released" and isinstance(size, tuple):
             s = self.prior.stride
             return -(-size[0] // s) * s, -(-size[1] // s) * s
         return size

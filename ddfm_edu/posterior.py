@@ -1,6 +1,6 @@
 r"""Ground truth: exact samples of the posterior that DDFM claims to sample, for the Gaussian prior.
 
-The posterior (ddfm_math.md section 2, with the analytic Gaussian prior p_prior of
+The posterior (docs/method.md section 2, with the analytic Gaussian prior p_prior of
 ddfm_edu.priors.gaussian):
 
     p(f | i, v) ~ p_prior(f) exp(-|f - i|/s_i - |f - v|/s_v - (psi/2) ||grad(f - v)||^2),
@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ddfm_edu.operators import grad_adjoint, grad_t_grad
+from ddfm_edu.operators import conjugate_gradients, grad_adjoint, grad_t_grad
 from ddfm_edu.priors.gaussian import GaussianPrior
-from ddfm_edu.validation import check_images
+from ddfm_edu.validation import check_images, check_integer, check_positive
 
 TINY_RESIDUAL = 1e-12
 """|f - i| below this is raised to it in the inverse-Gaussian mean (a zero residual has probability
@@ -59,10 +59,6 @@ def _apply_prior_precision(f: torch.Tensor, power: torch.Tensor) -> torch.Tensor
     return torch.fft.irfft2(torch.fft.rfft2(f, norm="ortho") / power, s=f.shape[-2:], norm="ortho")
 
 
-def _batch_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return (a * b).flatten(1).sum(dim=1).view(-1, 1, 1, 1)
-
-
 def solve_precision(
     b: torch.Tensor, inv_m: torch.Tensor, inv_n: torch.Tensor, power: torch.Tensor, psi: float,
     *, tol: float = 1e-8, max_iter: int = 2000, check_every: int = 10,
@@ -84,25 +80,9 @@ def solve_precision(
         weights[:, -1] = 1.0
     prior_diagonal = float((weights / power).sum()) / (height * width)
     preconditioner = 1.0 / (diagonal + prior_diagonal + 4.0 * psi)
-    b_norm = _batch_dot(b, b).sqrt()
-    x = torch.zeros_like(b)
-    r = b.clone()
-    z = r * preconditioner
-    p = z.clone()
-    rz = _batch_dot(r, z)
-    for iteration in range(max_iter):
-        if iteration % check_every == 0 and bool((_batch_dot(r, r).sqrt() <= tol * b_norm).all()):
-            break
-        qp = apply_q(p)
-        p_qp = _batch_dot(p, qp)
-        alpha = torch.where(p_qp > 0, rz / p_qp, torch.zeros_like(rz))  # 0 once an image has converged
-        x += alpha * p
-        r -= alpha * qp
-        z = r * preconditioner
-        rz_new = _batch_dot(r, z)
-        p = z + torch.where(rz > 0, rz_new / rz, torch.zeros_like(rz)) * p
-        rz = rz_new
-    return x
+    return conjugate_gradients(
+        apply_q, b, preconditioner, tol=tol, max_iter=max_iter, check_every=check_every
+    )
 
 
 def sample_conditional_f(
@@ -156,16 +136,6 @@ class PosteriorSamples:
     chain_means: torch.Tensor
 
 
-def _check_scale(name: str, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-
-
-def _check_count(name: str, value: int, least: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
-
-
 def gibbs_posterior(
     i: torch.Tensor,
     v: torch.Tensor,
@@ -194,15 +164,14 @@ def gibbs_posterior(
         raise ValueError(
             f"prior must be a GaussianPrior (the sampler needs its spectrum), got {type(prior).__name__}"
         )
-    _check_scale("gamma", gamma)
-    _check_scale("rho", rho)
-    if isinstance(psi, bool) or not isinstance(psi, (int, float)) or not (math.isfinite(psi) and psi >= 0):
-        raise ValueError(f"psi must be a nonnegative finite number, got {psi!r}")
-    _check_count("chains", chains, 1)
-    _check_count("draws", draws, 4)
-    _check_count("burn_in", burn_in, 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an integer, got {seed!r}")
+    check_positive("gamma", gamma)
+    check_positive("rho", rho)
+    if psi != 0:
+        check_positive("psi (or 0)", psi)
+    check_integer("chains", chains, 1)
+    check_integer("draws", draws, 4)
+    check_integer("burn_in", burn_in, 0)
+    check_integer("seed", seed, 0, 2**64 - 1)
 
     generator = torch.Generator(device=i.device).manual_seed(seed)
     i64, v64 = i.double(), v.double()
