@@ -654,3 +654,36 @@ def test_build_answers_pass_and_stubs_are_not_attempted(checker, answer, expecte
 def test_build_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
     with pytest.raises(ex.ExerciseError, match=message):
         checker(answer)
+
+
+# ------------------------------------------------------------------ notebook 01: the mixture by quadrature
+def answer_gsm_pdf(xi, mu, b):
+    from scipy import integrate
+
+    def integrand(a):  # N(xi; mu, a) EXP(a; b), a the variance
+        return np.exp(-((xi - mu) ** 2) / (2 * a)) / np.sqrt(2 * np.pi * a) * np.exp(-a / b) / b
+
+    return integrate.quad(integrand, 0, np.inf)[0]
+
+
+def test_gsm_pdf_answer_is_the_laplace_and_mistakes_get_hints(capsys):
+    # Proposition 1 independently of gsm: the quadrature equals scipy's Laplace of scale sqrt(b/2)
+    from scipy import integrate, stats
+
+    for xi, mu, b in [(0.3, 0.0, 1.0), (-1.2, 0.5, 0.7), (2.0, 0.0, 3.0)]:
+        assert answer_gsm_pdf(xi, mu, b) == pytest.approx(stats.laplace(mu, np.sqrt(b / 2)).pdf(xi), rel=1e-7)
+    assert ex.check_gsm_pdf(answer_gsm_pdf) is True
+    assert ex.check_gsm_pdf(lambda *args: None) is False
+    assert "check_gsm_pdf: correct on 4 cases" in capsys.readouterr().out
+
+    def quad(integrand):
+        return integrate.quad(integrand, 0, np.inf)[0]
+
+    wrong = [
+        (lambda xi, mu, b: quad(lambda a: stats.norm(mu, np.sqrt(a)).pdf(xi) * b * np.exp(-a * b)), "MEAN b"),
+        (lambda xi, mu, b: quad(lambda a: stats.norm(mu, a).pdf(xi) * np.exp(-a / b) / b), "VARIANCE"),
+        (lambda xi, mu, b: quad(lambda a: stats.norm(mu, np.sqrt(a)).pdf(xi) * np.exp(-a / b)), "1/b"),
+    ]
+    for answer, message in wrong:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_gsm_pdf(answer)

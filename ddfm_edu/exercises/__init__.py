@@ -14,7 +14,7 @@ checkers live in one module per notebook:
 
 Notebook 00 (quickstart, `quickstart`): check_max_abs.
 Notebook 01 (Laplace as a Gaussian scale mixture, `scale_mixture`): check_laplace_pdf,
-    check_laplace_scale, check_gsm_sampler.
+    check_laplace_scale, check_gsm_sampler, check_gsm_pdf (the mixture integral by quadrature).
 Notebook 02 (the E-step, `e_step`): check_m_bar, check_posterior_mean_m, check_gamma_update,
     check_e_step (the whole E-step).
 Notebook 03 (the M-step by HQS, `m_step`): check_grad, check_k_update, check_x_update,
@@ -41,7 +41,12 @@ from ddfm_edu.exercises.medical_fusion import check_luma, check_merge_luma_chrom
 from ddfm_edu.exercises.priors import check_edm_coefficients, check_score_from_x0
 from ddfm_edu.exercises.quickstart import check_max_abs
 from ddfm_edu.exercises.released_code import check_released_output, check_studio_luma
-from ddfm_edu.exercises.scale_mixture import check_gsm_sampler, check_laplace_pdf, check_laplace_scale
+from ddfm_edu.exercises.scale_mixture import (
+    check_gsm_pdf,
+    check_gsm_sampler,
+    check_laplace_pdf,
+    check_laplace_scale,
+)
 
 __all__ = [
     "Case",
@@ -55,6 +60,7 @@ __all__ = [
     "check_entropy",
     "check_gamma_update",
     "check_grad",
+    "check_gsm_pdf",
     "check_gsm_sampler",
     "check_k_update",
     "check_l1_fusion_loss",
