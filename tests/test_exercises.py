@@ -687,3 +687,43 @@ def test_gsm_pdf_answer_is_the_laplace_and_mistakes_get_hints(capsys):
     for answer, message in wrong:
         with pytest.raises(ex.ExerciseError, match=message):
             ex.check_gsm_pdf(answer)
+
+
+# ------------------------------------------------------------------ notebook 10: the Wiener denoiser
+def answer_wiener_denoiser(f_t, alpha_bar, power, mean):
+    F_t = torch.fft.fft2(f_t - alpha_bar**0.5 * mean)                    # centred, per frequency
+    gain = alpha_bar**0.5 * power / (alpha_bar * power + 1 - alpha_bar)  # Cov(F_0, F_t) / Var F_t
+    return torch.fft.ifft2(gain * F_t).real + mean
+
+
+def test_wiener_denoiser_answer_and_mistakes(capsys):
+    from ddfm_edu.exercises.priors import _wiener_with, full_spectrum
+    from ddfm_edu.priors.gaussian import GaussianPrior
+
+    prior = GaussianPrior()
+    # the full-grid spectrum the checker hands out is the prior's own rfft2 half, mirrored
+    full = full_spectrum(prior, 6, 10)
+    torch.testing.assert_close(full[:, :6], prior.spectrum(6, 10, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(full[1:, 1:], full[1:, 1:].flip(0, 1), rtol=1e-12, atol=0)
+    # the answer is the posterior mean, by a dense solve in pixel space: f_0 ~ N(mu, C) with the
+    # circulant C = F^H diag(P) F (F the unitary 2-D DFT), so E[f_0 | f_t] = mu + sqrt(a) C
+    # (a C + (1 - a) I)^{-1} (f_t - sqrt(a) mu)
+    H, W, a, mu = 4, 6, float(prior.alpha_bar[300]), prior.fit.mean
+    dft = torch.kron(*(torch.fft.fft(torch.eye(n, dtype=torch.float64), norm="ortho") for n in (H, W)))
+    cov = (dft.conj().T @ torch.diag(full_spectrum(prior, H, W).flatten().to(dft.dtype)) @ dft).real
+    f_t = torch.randn(1, 1, H, W, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    dense = mu + a**0.5 * cov @ torch.linalg.solve(a * cov + (1 - a) * torch.eye(H * W, dtype=torch.float64),
+                                                   (f_t - a**0.5 * mu).flatten())  # fmt: skip
+    mine = answer_wiener_denoiser(f_t, a, full_spectrum(prior, H, W), mu).flatten()
+    torch.testing.assert_close(mine, dense, rtol=1e-9, atol=1e-12)
+    assert ex.check_wiener_denoiser(answer_wiener_denoiser) is True
+    assert ex.check_wiener_denoiser(lambda *args: None) is False
+    assert "check_wiener_denoiser: correct on 3 cases" in capsys.readouterr().out
+    for change, message in [
+        (dict(centre=False), "prior's mean matters"),
+        (dict(gain=lambda a, p: p / (a * p + 1 - a)), "sqrt\\(alpha_bar\\) in its numerator"),
+        (dict(gain=lambda a, p: p / (p + 1 - a)), "scaled by sqrt"),
+        (dict(part=torch.abs), "REAL part"),
+    ]:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_wiener_denoiser(lambda *args, change=change: _wiener_with(*args, **change))

@@ -27,7 +27,8 @@ Notebook 06 (DDFM sampling, `ddfm_sampling`): check_ddpm_mean, check_replace_lum
 Notebook 07 (evaluation, `evaluation`): check_entropy, check_spatial_frequency.
 Notebook 08 (medical fusion, `medical_fusion`): check_luma, check_merge_luma_chroma.
 Notebook 09 (paper vs released code, `released_code`): check_released_output, check_studio_luma.
-Notebook 10 (priors, `priors`): check_score_from_x0, check_edm_coefficients.
+Notebook 10 (priors, `priors`): check_score_from_x0, check_edm_coefficients,
+    check_wiener_denoiser (the Gaussian prior's denoiser).
 """
 
 from ddfm_edu.exercises.ddfm_sampling import check_ddfm_loop, check_ddpm_mean, check_replace_luma
@@ -38,7 +39,7 @@ from ddfm_edu.exercises.evaluation import check_entropy, check_spatial_frequency
 from ddfm_edu.exercises.harness import Case, ExerciseError
 from ddfm_edu.exercises.m_step import check_em_step, check_grad, check_k_update, check_x_update
 from ddfm_edu.exercises.medical_fusion import check_luma, check_merge_luma_chroma
-from ddfm_edu.exercises.priors import check_edm_coefficients, check_score_from_x0
+from ddfm_edu.exercises.priors import check_edm_coefficients, check_score_from_x0, check_wiener_denoiser
 from ddfm_edu.exercises.quickstart import check_max_abs
 from ddfm_edu.exercises.released_code import check_released_output, check_studio_luma
 from ddfm_edu.exercises.scale_mixture import (
@@ -80,5 +81,6 @@ __all__ = [
     "check_spatial_frequency",
     "check_studio_luma",
     "check_tweedie",
+    "check_wiener_denoiser",
     "check_x_update",
 ]
