@@ -727,3 +727,41 @@ def test_wiener_denoiser_answer_and_mistakes(capsys):
     ]:
         with pytest.raises(ex.ExerciseError, match=message):
             ex.check_wiener_denoiser(lambda *args, change=change: _wiener_with(*args, **change))
+
+
+# ------------------------------------------------------------------ notebook 05: the DDIM family
+def answer_generalised_step(f_t, f0, alpha_bar, alpha_bar_prev, sigma, noise):
+    eps = (f_t - alpha_bar**0.5 * f0) / (1 - alpha_bar) ** 0.5               # the noise f_t implies
+    mean = alpha_bar_prev**0.5 * f0 + (1 - alpha_bar_prev - sigma**2) ** 0.5 * eps
+    return mean + sigma * noise
+
+
+def test_generalised_step_is_ddim_and_ddpm_and_keeps_the_marginals(capsys):
+    from ddfm_edu.exercises.diffusion_primer import generalised_step
+
+    g = torch.Generator().manual_seed(0)
+    f_t, f0, z = (torch.randn(1, 1, 4, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    a, ap = 0.0784, 0.0848
+    torch.testing.assert_close(generalised_step(f_t, f0, a, ap, 0.0, z), diffusion.ddim_step(f_t, f0, a, ap))
+    sigma_tilde = float(diffusion.ddpm_posterior(f_t, f0, a, ap)[1]) ** 0.5
+    torch.testing.assert_close(generalised_step(f_t, f0, a, ap, sigma_tilde, z),
+                               diffusion.ddpm_step(f_t, f0, a, ap, z))  # fmt: skip
+    # every sigma keeps q(f_{t-1} | f_0) = N(sqrt(ap) f_0, 1 - ap) when f_t ~ q(f_t | f_0): Monte Carlo
+    n, f0_val = 400_000, 0.3
+    f_t = diffusion.q_sample(torch.full((n,), f0_val, dtype=torch.float64), a,
+                             torch.randn(n, generator=g, dtype=torch.float64))  # fmt: skip
+    for sigma in (0.0, sigma_tilde, 0.9):
+        fresh = torch.randn(n, generator=g, dtype=torch.float64)
+        prev = answer_generalised_step(f_t, f0_val, a, ap, sigma, fresh)
+        assert abs(float(prev.mean()) - ap**0.5 * f0_val) < 0.005
+        assert abs(float(prev.var()) - (1 - ap)) < 0.005
+    assert ex.check_generalised_step(answer_generalised_step) is True
+    assert ex.check_generalised_step(lambda *args: None) is False
+    assert "check_generalised_step: correct on 3 cases" in capsys.readouterr().out
+    for wrong, message in [
+        (lambda f, x0, a, ap, s, z: answer_generalised_step(f, x0, a, ap, 0.0, z) + s * z, "make room"),
+        (lambda f, x0, a, ap, s, z: answer_generalised_step(f, x0, a, ap, s, 0 * z) + s**2 * z, "deviation"),
+        (lambda f, x0, a, ap, s, z: answer_generalised_step(f, x0, ap, a, s, z), "swapped"),
+    ]:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_generalised_step(wrong)

@@ -21,7 +21,8 @@ Notebook 03 (the M-step by HQS, `m_step`): check_grad, check_k_update, check_x_u
     check_em_step (one EM step assembled from the E-step and the HQS blocks).
 Notebook 04 (EM fusion and phi, `em_fusion`): check_phi_from_scales, check_rho_from_phi,
     check_l1_fusion_loss.
-Notebook 05 (diffusion primer, `diffusion_primer`): check_q_sample, check_tweedie, check_ddim_step.
+Notebook 05 (diffusion primer, `diffusion_primer`): check_q_sample, check_tweedie, check_ddim_step,
+    check_generalised_step (one step of the DDIM family).
 Notebook 06 (DDFM sampling, `ddfm_sampling`): check_ddpm_mean, check_replace_luma,
     check_ddfm_loop (the whole DDFM loop).
 Notebook 07 (evaluation, `evaluation`): check_entropy, check_spatial_frequency.
@@ -32,7 +33,12 @@ Notebook 10 (priors, `priors`): check_score_from_x0, check_edm_coefficients,
 """
 
 from ddfm_edu.exercises.ddfm_sampling import check_ddfm_loop, check_ddpm_mean, check_replace_luma
-from ddfm_edu.exercises.diffusion_primer import check_ddim_step, check_q_sample, check_tweedie
+from ddfm_edu.exercises.diffusion_primer import (
+    check_ddim_step,
+    check_generalised_step,
+    check_q_sample,
+    check_tweedie,
+)
 from ddfm_edu.exercises.e_step import check_e_step, check_gamma_update, check_m_bar, check_posterior_mean_m
 from ddfm_edu.exercises.em_fusion import check_l1_fusion_loss, check_phi_from_scales, check_rho_from_phi
 from ddfm_edu.exercises.evaluation import check_entropy, check_spatial_frequency
@@ -60,6 +66,7 @@ __all__ = [
     "check_em_step",
     "check_entropy",
     "check_gamma_update",
+    "check_generalised_step",
     "check_grad",
     "check_gsm_pdf",
     "check_gsm_sampler",
