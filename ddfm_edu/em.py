@@ -382,8 +382,9 @@ def em_step_unchecked(
 
 
 @dataclass
-class EMTrace:
-    r"""Every iterate of `em_fuse`, stacked along a leading iteration axis of length iters + 1.
+class EMTrace(EMState):
+    r"""Every iterate of `em_fuse`: the fields of EMState, and x and f, each stacked along a leading
+    iteration axis of length iters + 1.
 
     Index j is the state after j EM iterations; j = 0 is the start (f = f_init, x = f_init - v and
     the initial state m_bar = n_bar = 1, k = u = 0, gamma = rho = 1), j = iters the result.
@@ -392,14 +393,8 @@ class EMTrace:
     Read it as trace.f[j], trace.m_bar[j][b, 0], ...; `trace.state(j)` gives an EMState.
     """
 
-    m_bar: torch.Tensor
-    n_bar: torch.Tensor
-    k: torch.Tensor
-    u: torch.Tensor
     x: torch.Tensor
     f: torch.Tensor
-    gamma: torch.Tensor
-    rho: torch.Tensor
 
     def __len__(self) -> int:
         return self.f.shape[0]

@@ -67,25 +67,20 @@ class DDFMStep:
 
 
 @dataclass
-class DDFMTrace:
-    r"""The kept steps of a run, stacked along a leading axis of length K (the kept steps, in the
-    order run: from t = T-1 down to 0). t: (K,) original timesteps (CPU); x_t: (K, B, C, H, W);
-    f_tilde, f_hat, m_bar, n_bar, k: (K, B, 1, H, W); u: (K, B, 2, H, W); gamma, rho: (K, B).
-    Images are cropped to the input size; they live on the sampler's device, in the record dtype.
+class DDFMTrace(EMState):
+    r"""The kept steps of a run: the EM state's fields and t, x_t, f_tilde, f_hat, each stacked along
+    a leading axis of length K (the kept steps, in the order run: from t = T-1 down to 0).
+    t: (K,) original timesteps (CPU); x_t: (K, B, C, H, W); f_tilde, f_hat, m_bar, n_bar, k:
+    (K, B, 1, H, W); u: (K, B, 2, H, W); gamma, rho: (K, B). Images are cropped to the input size;
+    they live on the sampler's device, in the record dtype.
     """
 
     t: torch.Tensor
     x_t: torch.Tensor
     f_tilde: torch.Tensor
     f_hat: torch.Tensor
-    m_bar: torch.Tensor
-    n_bar: torch.Tensor
-    k: torch.Tensor
-    u: torch.Tensor
-    gamma: torch.Tensor
-    rho: torch.Tensor
 
-    FIELDS = ("x_t", "f_tilde", "f_hat", "m_bar", "n_bar", "k", "u", "gamma", "rho")
+    FIELDS = ("x_t", "f_tilde", "f_hat", *STATE_FIELDS)
 
     def __len__(self) -> int:
         return len(self.t)
