@@ -765,3 +765,33 @@ def test_generalised_step_is_ddim_and_ddpm_and_keeps_the_marginals(capsys):
     ]:
         with pytest.raises(ex.ExerciseError, match=message):
             ex.check_generalised_step(wrong)
+
+
+# ------------------------------------------------------------------ notebook 04: EM alone as a loop
+def answer_em_alone(i, v, iters):
+    from ddfm_edu import em
+
+    f, state = (i + v) / 2, None
+    for _ in range(iters):
+        f, state = em.em_step(f, i, v, state)
+    return f
+
+
+def test_em_alone_answer_is_baselines_em_alone_and_mistakes_get_hints(capsys):
+    from ddfm_edu import baselines
+    from ddfm_edu.exercises.em_fusion import _em_alone_with
+
+    g = torch.Generator().manual_seed(0)
+    i, v = (torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    torch.testing.assert_close(answer_em_alone(i, v, 7), baselines.em_alone(i, v, iters=7), rtol=0, atol=0)
+    assert ex.check_em_alone(answer_em_alone) is True
+    assert ex.check_em_alone(lambda *args: None) is False
+    assert "check_em_alone: correct on 3 cases" in capsys.readouterr().out
+    for mistake, message in [
+        (dict(start="v"), "not from v"),
+        (dict(start="i"), "not from i"),
+        (dict(carry=False), "carry the EM state"),
+        (dict(feed_back=False), "PREVIOUS"),
+    ]:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_em_alone(lambda i, v, n, mistake=mistake: _em_alone_with(i, v, n, **mistake))

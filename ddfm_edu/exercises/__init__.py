@@ -20,7 +20,7 @@ Notebook 02 (the E-step, `e_step`): check_m_bar, check_posterior_mean_m, check_g
 Notebook 03 (the M-step by HQS, `m_step`): check_grad, check_k_update, check_x_update,
     check_em_step (one EM step assembled from the E-step and the HQS blocks).
 Notebook 04 (EM fusion and phi, `em_fusion`): check_phi_from_scales, check_rho_from_phi,
-    check_l1_fusion_loss.
+    check_l1_fusion_loss, check_em_alone (EM alone as a loop of EM steps).
 Notebook 05 (diffusion primer, `diffusion_primer`): check_q_sample, check_tweedie, check_ddim_step,
     check_generalised_step (one step of the DDIM family).
 Notebook 06 (DDFM sampling, `ddfm_sampling`): check_ddpm_mean, check_replace_luma,
@@ -40,7 +40,12 @@ from ddfm_edu.exercises.diffusion_primer import (
     check_tweedie,
 )
 from ddfm_edu.exercises.e_step import check_e_step, check_gamma_update, check_m_bar, check_posterior_mean_m
-from ddfm_edu.exercises.em_fusion import check_l1_fusion_loss, check_phi_from_scales, check_rho_from_phi
+from ddfm_edu.exercises.em_fusion import (
+    check_em_alone,
+    check_l1_fusion_loss,
+    check_phi_from_scales,
+    check_rho_from_phi,
+)
 from ddfm_edu.exercises.evaluation import check_entropy, check_spatial_frequency
 from ddfm_edu.exercises.harness import Case, ExerciseError
 from ddfm_edu.exercises.m_step import check_em_step, check_grad, check_k_update, check_x_update
@@ -63,6 +68,7 @@ __all__ = [
     "check_ddpm_mean",
     "check_e_step",
     "check_edm_coefficients",
+    "check_em_alone",
     "check_em_step",
     "check_entropy",
     "check_gamma_update",
