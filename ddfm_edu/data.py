@@ -370,15 +370,11 @@ def pair_folders(root: str | os.PathLike) -> tuple[Path, Path]:
 
 def sample_data_dir() -> Path:
     """The bundled sample data folder: $DDFM_EDU_SAMPLE_DATA if set, else `data/` at the root of
-    the source tree the package is imported from (a clone, or an editable install: `data/` sits
-    next to the `ddfm_edu/` package folder). Regenerate it with `python -m ddfm_edu.sample_data`."""
-    root = Path(os.environ.get("DDFM_EDU_SAMPLE_DATA", Path(__file__).resolve().parents[1] / "data"))
-    if not (root / "ivf").is_dir():
-        raise ValueError(
-            f"sample data not found at {root}: run `python -m ddfm_edu.sample_data` in the source "
-            "tree, or set DDFM_EDU_SAMPLE_DATA to the folder"
-        )
-    return root
+    the source tree (a clone, or an editable install), else a copy generated on first use in the
+    user cache (a plain `pip install`): see `sample_data.locate`."""
+    from ddfm_edu import sample_data  # imports this module
+
+    return sample_data.locate()
 
 
 def sample_pairs(kind: str | None = None) -> list[PairPaths]:

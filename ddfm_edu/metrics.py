@@ -13,9 +13,16 @@ reduced to rounded BT.601 luma ``round(0.299 R + 0.587 G + 0.114 B)``; everythin
 float64 (never on uint8: differences wrap around; never on [0, 1] data: VIF and Qabf constants are
 absolute). The fused output is min-max stretched and quantised to 8 bits before evaluation, which is
 what the published protocol saves and reads back: see `stretch_to_uint8`.
+
+Degenerate images: a correlation with a constant image is 0/0, so SCD and CC are undefined (NaN)
+when an image they correlate is constant, and Qabf when neither source has an edge; each then warns
+(`UndefinedMetricWarning`, one warning per `evaluate` call naming every such metric and why). PSNR
+of a fused image equal to both sources is +inf (MSE = 0), its limit; see each docstring.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -40,6 +47,24 @@ SOBEL_Y = np.array([[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]])
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 SSIM_REFERENCE_WIN, SSIM_REFERENCE_DATA_RANGE = 7, 2.0
 SSIM_STANDARD_WIN, SSIM_STANDARD_SIGMA, SSIM_STANDARD_DATA_RANGE = 11, 1.5, 255.0
+
+
+class UndefinedMetricWarning(RuntimeWarning):
+    """A metric is undefined (0/0) for the images given and was returned as NaN."""
+
+
+def _undefined(metric: str, reason: str) -> float:
+    """Warn that `metric` is undefined for these images, and why; return NaN."""
+    warnings.warn(f"{metric} is undefined (NaN): {reason}", UndefinedMetricWarning, stacklevel=3)
+    return float("nan")
+
+
+def _constant(named: dict[str, np.ndarray]) -> str:
+    """'X, Y and Z are constant' for the named images with zero spread (max = min), else ''."""
+    names = [name for name, x in named.items() if x.max() == x.min()]
+    if len(names) <= 1:
+        return f"{names[0]} is constant" if names else ""
+    return f"{', '.join(names[:-1])} and {names[-1]} are constant"
 
 
 # --------------------------------------------------------------------------------------- inputs
@@ -117,6 +142,23 @@ def stretch_to_uint8(x: np.ndarray) -> np.ndarray:
     if high == low:
         return np.zeros(x.shape, dtype=np.uint8)
     return np.floor((x - low) / (high - low) * 255.0 + 0.499999999).astype(np.uint8)
+
+
+def round_both_ways(x: np.ndarray, window: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    r"""Quantise values to integers twice, each value within `window` of a rounding boundary k + 1/2
+    sent once down and once up:
+
+        low = ceil(x - 1/2 - window),   high = floor(x + 1/2 + window)   (low = high = round(x) elsewhere)
+
+    Why: float32 results differ between machines by rounding noise (other vector kernels, thread
+    counts, FFT libraries), and a value that close to k + 1/2 is quantised either way. Any
+    round(x + e) with |e| <= window lies between low and high, so a metric that is the same for both
+    (to the precision it is printed with) does not depend on that noise. Returns two float64 arrays.
+    """
+    if not 0 <= window < 0.5:
+        raise ValueError(f"window must be in [0, 0.5), got {window!r}")
+    x = np.asarray(x, dtype=np.float64)
+    return np.ceil(x - 0.5 - window), np.floor(x + 0.5 + window)
 
 
 # ------------------------------------------------------------------------- single-image metrics
@@ -218,29 +260,39 @@ def mi(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = "reference")
 
 # ----------------------------------------------------------------------- correlations and errors
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation over the whole image: sum(dx dy) / sqrt(sum dx^2 sum dy^2)."""
+    """Pearson correlation over the whole image: sum(dx dy) / sqrt(sum dx^2 sum dy^2), for x and y
+    that are not constant (callers check: for a constant image it is 0/0)."""
     dx, dy = x - x.mean(), y - y.mean()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(np.sum(dx * dy) / np.sqrt(np.sum(dx**2) * np.sum(dy**2)))
+    return float(np.sum(dx * dy) / np.sqrt(np.sum(dx**2) * np.sum(dy**2)))
 
 
 def scd(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     r"""Sum of the correlations of differences: SCD = r(A, F - B) + r(B, F - A), r = Pearson
-    correlation over the whole image (NaN if an image is constant).
+    correlation over the whole image.
 
+    Undefined (NaN, with an `UndefinedMetricWarning`) when A, B, F - B or F - A is constant: r of a
+    constant image is 0 / 0 (its deviations from the mean are all zero). In particular a fused
+    image equal to a source (F = A makes F - A = 0) has no SCD; no value would be neutral.
     Reference: exactly this, on float data (on uint8, F - B wraps around and SCD collapses).
     Standard: the same.
     """
     f, a, b = _grey_triple(fused, a, b)
+    constant = _constant({"A": a, "B": b, "F - B": f - b, "F - A": f - a})
+    if constant:
+        return _undefined("SCD", f"{constant}, and a correlation with a constant image is 0/0")
     return _pearson(a, f - b) + _pearson(b, f - a)
 
 
 def cc(fused: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     r"""Correlation coefficient: CC = (r(A, F) + r(B, F)) / 2, r = Pearson correlation.
 
-    Reference: exactly this. Standard: the same.
+    Undefined (NaN, with an `UndefinedMetricWarning`) when F, A or B is constant: r of a constant
+    image is 0 / 0. Reference: exactly this. Standard: the same.
     """
     f, a, b = _grey_triple(fused, a, b)
+    constant = _constant({"F": f, "A": a, "B": b})
+    if constant:
+        return _undefined("CC", f"{constant}, and a correlation with a constant image is 0/0")
     return (_pearson(a, f) + _pearson(b, f)) / 2.0
 
 
@@ -258,12 +310,19 @@ def psnr(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = "reference
 
     Reference: peak = max(F), the fused image's own maximum (a quirk of the evaluator).
     Standard: peak = 255.
+    MSE = 0 (F equal to both sources) gives +inf, the limit as MSE -> 0: no error is infinitely
+    good. In reference mode a fused image with max(F) <= 0 (all black) and MSE > 0 gives -inf, the
+    formula's value for peak = 0 (10 log10 0).
     """
     _check_mode(mode)
     f, a, b = _grey_triple(fused, a, b)
-    peak = f.max() if mode == "reference" else 255.0
-    with np.errstate(divide="ignore"):
-        return float(10.0 * np.log10(peak**2 / mse(f, a, b)))
+    peak = float(f.max()) if mode == "reference" else 255.0
+    error = mse(f, a, b)
+    if error == 0.0:
+        return float("inf")
+    if peak <= 0.0:
+        return float("-inf")
+    return float(10.0 * np.log10(peak**2 / error))
 
 
 # ------------------------------------------------------------------------------------------ VIF
@@ -405,7 +464,10 @@ def qabf(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = "reference
     0..255 data it acts like 1 except where both gradients are 0, where it gives 0).
     Standard: symmetric padding (edge pixel repeated) and G^{XF} = 1 where g_X == g_F.
     Both compute on float 0..255 data (on uint8 the Sobel responses wrap around and Qabf collapses).
-    NaN when both sources are constant.
+    Undefined (NaN, with an `UndefinedMetricWarning`) when neither source has an edge, sum(g_A + g_B)
+    = 0: the weighted mean has no weight (0/0). That happens when both sources are constant in
+    standard mode; in reference mode the zero padding makes the border of a constant non-zero image
+    an edge, so only all-zero sources have none.
     """
     _check_mode(mode)
     f, a, b = _grey_triple(fused, a, b)
@@ -416,8 +478,9 @@ def qabf(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = "reference
         g_x, a_x = _sobel_strength_angle(source, padding)
         numerator += np.sum(_edge_preservation(g_x, a_x, g_f, a_f, mode) * g_x)
         denominator += np.sum(g_x)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(numerator / denominator)
+    if denominator == 0.0:
+        return _undefined("Qabf", "neither source has an edge (sum of Sobel strengths g_A + g_B is 0)")
+    return float(numerator / denominator)
 
 
 # ----------------------------------------------------------------------------------------- SSIM
@@ -483,9 +546,27 @@ def evaluate(fused: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str = "refer
     VIF), finite. `mode` is "reference" (the published evaluator, quirks included) or "standard"
     (textbook definitions); see each metric's docstring. For numbers comparable with published tables
     pass the fused image through `stretch_to_uint8` first, as the reference protocol does.
+
+    A metric undefined for these images (SCD, CC, Qabf: see their docstrings) is NaN; the call then
+    emits one `UndefinedMetricWarning` that names each such metric and why.
     """
     _check_mode(mode)
     f, a, b = _grey_triple(fused, a, b)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UndefinedMetricWarning)
+        values = _all_metrics(f, a, b, mode)
+    undefined = []
+    for warning in caught:
+        if issubclass(warning.category, UndefinedMetricWarning):
+            undefined.append(str(warning.message))
+        else:  # not ours: passed on unchanged
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if undefined:
+        warnings.warn("; ".join(undefined), UndefinedMetricWarning, stacklevel=2)
+    return values
+
+
+def _all_metrics(f: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str) -> dict[str, float]:
     return {
         "EN": en(f, mode),
         "SD": sd(f),

@@ -19,12 +19,22 @@ functional image (activity per tissue plus a lesion that the MRI does not show, 
 a coarse 25x25 grid, with counting noise, shown in the `hot` colour map).
 
 Everything is seeded (SEED) and uses only block averaging, scipy's Gaussian filter and linear
-interpolation, so regenerating gives the same files.
+interpolation, so regenerating gives the same files (here byte for byte; elsewhere at most one grey
+level apart where floating-point rounding ties).
+
+Where the package finds the set (`locate`, behind `data.sample_data_dir`): $DDFM_EDU_SAMPLE_DATA if
+set; else `data/` next to the package folder (a clone or an editable install); else, for a plain
+`pip install`, a copy generated on first use into the user cache ($XDG_CACHE_HOME or ~/.cache, then
+ddfm-edu/sample-data-<digest of this file>, so a changed recipe gets a fresh copy).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +45,7 @@ from skimage import data as skdata
 from ddfm_edu.data import write_png_array
 
 SEED = 3407
+SOURCE_TREE_DATA = Path(__file__).resolve().parents[1] / "data"  # data/ next to ddfm_edu/ in a clone
 
 
 def block_mean(image: np.ndarray, factor: int) -> np.ndarray:
@@ -130,11 +141,64 @@ def generate(out_dir: str | Path) -> list[Path]:
     return written
 
 
+def cache_dir() -> Path:
+    """The user-cache folder for a generated copy: $XDG_CACHE_HOME (or ~/.cache) /
+    ddfm-edu/sample-data-<first 12 hex digits of the SHA-256 of this recipe file>."""
+    recipe = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "ddfm-edu" / f"sample-data-{recipe}"
+
+
+def cached() -> Path:
+    """The sample set in `cache_dir()`, generated there on first use (a few seconds).
+
+    The set is written into a temporary folder beside it and renamed into place in one step, so an
+    interrupted run never leaves a partial set behind, and two processes generating at once both end
+    with one complete copy. Raises ValueError naming the folder if it cannot be written.
+    """
+    root = cache_dir()
+    if (root / "ivf").is_dir():
+        return root
+    try:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=root.parent))
+        try:
+            generate(staging)
+            staging.rename(root)
+        except OSError:
+            if not (root / "ivf").is_dir():  # not another process's finished copy: a real failure
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as error:
+        raise ValueError(
+            f"sample data not found, and it could not be generated in {root} ({error}); set "
+            "DDFM_EDU_SAMPLE_DATA to a folder made by `python -m ddfm_edu.sample_data FOLDER`"
+        ) from error
+    return root
+
+
+def locate() -> Path:
+    """The sample data folder: $DDFM_EDU_SAMPLE_DATA if set (it must hold the set), else `data/` of
+    the source tree if present, else the user-cache copy (`cached`, generated on first use)."""
+    if "DDFM_EDU_SAMPLE_DATA" in os.environ:
+        root = Path(os.environ["DDFM_EDU_SAMPLE_DATA"])
+        if not (root / "ivf").is_dir():
+            raise ValueError(
+                f"sample data not found at {root} (DDFM_EDU_SAMPLE_DATA): generate it there with "
+                f"`python -m ddfm_edu.sample_data {root}`, or unset the variable"
+            )
+        return root
+    if (SOURCE_TREE_DATA / "ivf").is_dir():
+        return SOURCE_TREE_DATA
+    return cached()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m ddfm_edu.sample_data", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("out_dir", nargs="?", default=Path(__file__).resolve().parents[1] / "data")
+    parser.add_argument("out_dir", nargs="?", default=SOURCE_TREE_DATA)
     for path in generate(parser.parse_args(argv).out_dir):
         print(path)
 

@@ -303,6 +303,57 @@ def test_sample_data_dir_follows_the_environment_variable(tmp_path, monkeypatch)
         data.sample_pairs("xyz")
 
 
+def without_source_tree(monkeypatch, tmp_path) -> Path:
+    """As after a plain `pip install`: no data/ next to the package, no DDFM_EDU_SAMPLE_DATA, and
+    the user cache ($XDG_CACHE_HOME) in tmp_path/cache; returns that cache folder."""
+    monkeypatch.delenv("DDFM_EDU_SAMPLE_DATA", raising=False)
+    monkeypatch.setattr(sample_data, "SOURCE_TREE_DATA", tmp_path / "site-packages" / "data")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_sample_data_is_generated_once_into_the_user_cache_when_installed(regenerated, tmp_path, monkeypatch):
+    cache = without_source_tree(monkeypatch, tmp_path)
+    root = data.sample_data_dir()
+    assert root == sample_data.cache_dir() and root.parent == cache / "ddfm-edu"
+    assert root.name == "sample-data-" + _digest(Path(sample_data.__file__))[:12]
+    out, _ = regenerated
+    assert [_digest(root / name) for name in EXPECTED_SAMPLE_FILES] == [
+        _digest(out / name) for name in EXPECTED_SAMPLE_FILES
+    ]
+    assert list(root.parent.iterdir()) == [root]  # no staging folder left behind
+
+    def no_second_generation(out_dir):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(sample_data, "generate", no_second_generation)
+    assert data.sample_data_dir() == root
+    assert [p.name for p in data.sample_pairs()] == ["camera", "rocket", "phantom"]
+
+
+def test_an_interrupted_generation_leaves_no_partial_set(tmp_path, monkeypatch):
+    cache = without_source_tree(monkeypatch, tmp_path)
+    real_generate = sample_data.generate
+
+    def interrupted(out_dir):
+        (Path(out_dir) / "ivf").mkdir()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sample_data, "generate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.sample_data_dir()
+    assert list((cache / "ddfm-edu").iterdir()) == []
+    monkeypatch.setattr(sample_data, "generate", real_generate)
+    assert (data.sample_data_dir() / "mif" / "PET" / "phantom.png").is_file()
+
+
+def test_an_unwritable_cache_is_one_clear_error(tmp_path, monkeypatch):
+    without_source_tree(monkeypatch, tmp_path)
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    with pytest.raises(ValueError, match="could not be generated in .*DDFM_EDU_SAMPLE_DATA"):
+        data.sample_data_dir()
+
+
 # ---------------------------------------------------------------------------------------------- resizing
 
 

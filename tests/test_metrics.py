@@ -5,6 +5,7 @@ pitfalls of metrics.md measured on a real TNO pair (sizes quoted in metrics.md).
 from __future__ import annotations
 
 import math
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -252,6 +253,109 @@ def test_stretch_to_uint8_is_the_saved_protocol():
     np.testing.assert_array_equal(
         metrics.stretch_to_uint8(f), np.floor((f - f.min()) / np.ptp(f) * 255 + 0.499999999)
     )
+
+
+def test_round_both_ways_brackets_any_rounding_noise_below_the_window():
+    x = np.array([0.0, 3.3, 3.5, 3.5 + 5e-5, 3.5 - 5e-5, 3.5 + 2e-4, 4.7, 254.5, 255.0])
+    low, high = metrics.round_both_ways(x)
+    np.testing.assert_array_equal(low, [0, 3, 3, 3, 3, 4, 5, 254, 255])
+    np.testing.assert_array_equal(high, [0, 3, 4, 4, 4, 4, 5, 255, 255])
+    # against brute force: every rounding of x + e, |e| <= window, lies in [low, high], both ends taken
+    values = np.random.default_rng(3).uniform(0, 20, 20_000)
+    values[::7] = (
+        np.round(values[::7]) + 0.5 + np.random.default_rng(4).uniform(-2e-4, 2e-4, values[::7].size)
+    )
+    low, high = metrics.round_both_ways(values)
+    shifted = np.rint(values[None] + np.linspace(-1e-4, 1e-4, 201)[:, None])
+    np.testing.assert_array_equal(shifted.min(axis=0), low)
+    np.testing.assert_array_equal(shifted.max(axis=0), high)
+    with pytest.raises(ValueError, match="window"):
+        metrics.round_both_ways(values, window=0.5)
+
+
+# ------------------------------------------------------------------ degenerate images (0 / 0 cases)
+def undefined_metrics(fused, a, b, mode):
+    """evaluate(...) and the metrics its single UndefinedMetricWarning names (none: no warning)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        values = metrics.evaluate(fused, a, b, mode)
+    assert len(caught) <= 1, [str(w.message) for w in caught]
+    if not caught:
+        return values, set()
+    assert caught[0].category is metrics.UndefinedMetricWarning
+    return values, {part.split(" is undefined")[0] for part in str(caught[0].message).split("; ")}
+
+
+def degenerate(case):
+    """(fused, a, b) for a degenerate case, from two textured 48 x 48 sources."""
+    a, b = smooth_image((48, 48), 11), smooth_image((48, 48), 12)
+    grey, black = np.full_like(a, 90.0), np.zeros_like(a)
+    return {
+        "constant fused": (grey, a, b),
+        "constant sources": (a, grey, grey),
+        "fused == a == b": (a, a, a),
+        "fused == a": (a, a, b),
+        "all equal and constant": (grey, grey, grey),
+        "black sources": (a, black, black),
+    }[case]
+
+
+# the metrics undefined (NaN, named in the warning) in reference and in standard mode: SCD and CC
+# correlate with a constant image; Qabf has no source edge (reference zero padding makes the border of
+# a constant grey source an edge, not of a black one)
+UNDEFINED = {
+    "constant fused": ({"CC"}, {"CC"}),
+    "constant sources": ({"SCD", "CC"}, {"SCD", "CC", "Qabf"}),
+    "fused == a == b": ({"SCD"}, {"SCD"}),
+    "fused == a": ({"SCD"}, {"SCD"}),
+    "all equal and constant": ({"SCD", "CC"}, {"SCD", "CC", "Qabf"}),
+    "black sources": ({"SCD", "CC", "Qabf"}, {"SCD", "CC", "Qabf"}),
+}
+
+
+@pytest.mark.parametrize("case", UNDEFINED)
+@pytest.mark.parametrize("mode", metrics.MODES)
+def test_degenerate_images_give_defined_values_or_one_warning(case, mode):
+    fused, a, b = degenerate(case)
+    values, undefined = undefined_metrics(fused, a, b, mode)
+    assert undefined == UNDEFINED[case][metrics.MODES.index(mode)]
+    assert {k for k, v in values.items() if np.isnan(v)} == undefined
+    finite = {k for k, v in values.items() if np.isfinite(v)}
+    if np.array_equal(fused, a) and np.array_equal(fused, b):
+        assert values["PSNR"] == math.inf and values["MSE"] == 0.0  # MSE = 0: the limit +inf
+        assert finite == set(values) - undefined - {"PSNR"}
+    else:
+        assert finite == set(values) - undefined
+
+
+def test_degenerate_values_are_the_documented_ones():
+    a, b = smooth_image((48, 48), 11), smooth_image((48, 48), 12)
+    black = np.zeros_like(a)
+    # reference PSNR uses peak = max(F): an all-black fused image has 10 log10(0 / MSE) = -inf
+    assert metrics.psnr(black, a, b) == -math.inf
+    assert metrics.psnr(black, a, b, mode="standard") == pytest.approx(
+        10 * math.log10(255.0**2 / metrics.mse(black, a, b))
+    )
+    # a fused image equal to both (non-constant) sources: CC = 1, PSNR = inf, SCD undefined
+    with pytest.warns(
+        metrics.UndefinedMetricWarning, match=r"SCD is undefined \(NaN\): F - B and F - A are constant"
+    ):
+        assert np.isnan(metrics.scd(a, a, a))
+    assert metrics.cc(a, a, a) == pytest.approx(1.0, rel=1e-12)
+    # a constant image that is not exactly representable: its mean is not exactly its value, yet CC
+    # is reported undefined, not a correlation of rounding errors
+    with pytest.warns(metrics.UndefinedMetricWarning, match="CC is undefined.*F is constant"):
+        assert np.isnan(metrics.cc(np.full_like(a, 0.1), a, b))
+    with pytest.warns(metrics.UndefinedMetricWarning, match="Qabf is undefined.*neither source has an edge"):
+        assert np.isnan(metrics.qabf(a, black, black))
+
+
+def test_normal_images_give_no_warning():
+    a, b = smooth_image((48, 48), 11), smooth_image((48, 48), 12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for mode in metrics.MODES:
+            assert all(np.isfinite(v) for v in metrics.evaluate(np.round((a + b) / 2), a, b, mode).values())
 
 
 # --------------------------------------------------- VIF, Qabf, SSIM against independent versions
