@@ -116,7 +116,7 @@ ANSWERS_01_02 = [
 ]
 
 
-# ------------------------------------------------------------------ notebooks 00, 07, 08
+# ------------------------------------------------------------------ notebooks 00, 08, 09
 # The answers the notebooks give in their collapsed "Answer" blocks.
 def answer_max_abs(a, b):
     return torch.where(a.abs() >= b.abs(), a, b)
@@ -281,7 +281,7 @@ def test_em_notebook_answers_on_known_values():
     torch.testing.assert_close(answer_k_update(c, torch.zeros(1, 2, 4, 6, dtype=torch.float64)), c)
 
 
-# ------------------------------------------------------------------ notebook 09
+# ------------------------------------------------------------------ notebook 10
 
 
 def answer_released_output(i, v, c, d):
@@ -327,8 +327,8 @@ RELEASED_WRONG = [
 ]
 
 
-# ------------------------------------------------------------------ notebook 06
-# The answers of 06_ddfm_sampling.ipynb's collapsed "Answer" blocks.
+# ------------------------------------------------------------------ notebook 07
+# The answers of 07_ddfm_sampling.ipynb's collapsed "Answer" blocks.
 def answer_ddpm_mean(f_t, f_hat, alpha_bar, alpha_bar_prev):
     beta = 1 - alpha_bar / alpha_bar_prev
     mean = beta * alpha_bar_prev**0.5 * f_hat + (1 - alpha_bar_prev) * (1 - beta) ** 0.5 * f_t
@@ -376,7 +376,7 @@ SAMPLING_WRONG = [
 ]
 
 
-# The answers of 10_priors.ipynb's collapsed "Answer" blocks.
+# The answers of 06_priors.ipynb's collapsed "Answer" blocks.
 def answer_score_from_x0(f_t, x0_hat, alpha_bar):
     return (alpha_bar**0.5 * x0_hat - f_t) / (1 - alpha_bar)
 
@@ -689,7 +689,7 @@ def test_gsm_pdf_answer_is_the_laplace_and_mistakes_get_hints(capsys):
             ex.check_gsm_pdf(answer)
 
 
-# ------------------------------------------------------------------ notebook 10: the Wiener denoiser
+# ------------------------------------------------------------------ notebook 06: the Wiener denoiser
 def answer_wiener_denoiser(f_t, alpha_bar, power, mean):
     F_t = torch.fft.fft2(f_t - alpha_bar**0.5 * mean)                    # centred, per frequency
     gain = alpha_bar**0.5 * power / (alpha_bar * power + 1 - alpha_bar)  # Cov(F_0, F_t) / Var F_t

@@ -23,13 +23,13 @@ Notebook 04 (EM fusion and phi, `em_fusion`): check_phi_from_scales, check_rho_f
     check_l1_fusion_loss, check_em_alone (EM alone as a loop of EM steps).
 Notebook 05 (diffusion primer, `diffusion_primer`): check_q_sample, check_tweedie, check_ddim_step,
     check_generalised_step (one step of the DDIM family).
-Notebook 06 (DDFM sampling, `ddfm_sampling`): check_ddpm_mean, check_replace_luma,
-    check_ddfm_loop (the whole DDFM loop).
-Notebook 07 (evaluation, `evaluation`): check_entropy, check_spatial_frequency.
-Notebook 08 (medical fusion, `medical_fusion`): check_luma, check_merge_luma_chroma.
-Notebook 09 (paper vs released code, `released_code`): check_released_output, check_studio_luma.
-Notebook 10 (priors, `priors`): check_score_from_x0, check_edm_coefficients,
+Notebook 06 (priors, `priors`): check_score_from_x0, check_edm_coefficients,
     check_wiener_denoiser (the Gaussian prior's denoiser).
+Notebook 07 (DDFM sampling, `ddfm_sampling`): check_ddpm_mean, check_replace_luma,
+    check_ddfm_loop (the whole DDFM loop).
+Notebook 08 (evaluation, `evaluation`): check_entropy, check_spatial_frequency.
+Notebook 09 (medical fusion, `medical_fusion`): check_luma, check_merge_luma_chroma.
+Notebook 10 (paper vs released code, `released_code`): check_released_output, check_studio_luma.
 """
 
 from ddfm_edu.exercises.ddfm_sampling import check_ddfm_loop, check_ddpm_mean, check_replace_luma

@@ -1,4 +1,4 @@
-"""Checkers of notebook 06 (DDFM sampling): the mean of Algorithm 1's DDPM update on the
+"""Checkers of notebook 07 (DDFM sampling): the mean of Algorithm 1's DDPM update on the
 respaced chain, the swap of an RGB estimate's luma for EM's rectified one, and the whole DDFM loop
 written by the reader (prior estimate, EM rectification, DDIM or DDPM update)."""
 

@@ -1,4 +1,4 @@
-"""Checkers of notebook 10 (priors): the score from a denoiser's estimate (Tweedie's formula
+"""Checkers of notebook 06 (priors): the score from a denoiser's estimate (Tweedie's formula
 solved for the score), the EDM preconditioning coefficients of the bundled prior, and the Gaussian
 prior's exact denoiser (a Wiener filter in Fourier space) written by the reader."""
 
