@@ -17,7 +17,8 @@ The HQS blocks minimise, one at a time, J(x, k, u) = sum m_bar (x - y)^2 + sum n
 M-step quadratic J(x) = sum m_bar (x - y)^2 + sum n_bar x^2 + psi ||grad x||^2 exactly (conjugate
 gradients), to show what HQS approaches as eta grows.
 
-`variant="released"` runs the released code's EM function instead (ddfm_edu.released).
+`variant="released"` runs the released code's EM function instead (ddfm_edu.released);
+`variant="one-sided"` the EM of the one-sided likelihood f >= max(i, v) (ddfm_edu.remedies, notebook 11).
 
 Settings: psi, eta, variant and phi travel together as an `EMConfig`, validated once when made.
 Argument checks: `em_step`, `em_fuse` and `solve_m_step` validate their arguments (ValueError naming
@@ -37,7 +38,7 @@ from ddfm_edu import released
 from ddfm_edu.operators import grad, grad_adjoint, grad_t_grad, solve_eye_plus_gtg
 from ddfm_edu.validation import IMAGE_LIMIT, check_choice, check_images, check_integer, check_positive
 
-VARIANTS = ("paper", "released")
+VARIANTS = ("paper", "released", "one-sided")
 
 RESIDUAL_FLOOR = 1e-3
 """Floor on |r| in the E-step: |r| is replaced by sqrt(r^2 + RESIDUAL_FLOOR^2) (a smooth floor), so
@@ -74,8 +75,8 @@ class EMConfig:
     r"""The EM's settings, validated once when made (ValueError naming the field).
 
     psi: the smoothness weight (the release's lamb = 0.5); eta: the HQS penalty (its rho = 1e-3);
-    variant: "paper" or "released" (`VARIANTS`); phi: None learns the scales gamma, rho; a chosen
-    phi > 0 holds them at rho = gamma / phi^2 (paper variant only).
+    variant: "paper", "released" or "one-sided" (`VARIANTS`); phi: None learns the scales gamma, rho;
+    a chosen phi > 0 holds them at rho = gamma / phi^2 (paper variant only).
     """
 
     psi: float = 0.5
@@ -89,7 +90,8 @@ class EMConfig:
         check_choice("variant", self.variant, VARIANTS)
         if self.phi is not None:
             if self.variant != "paper":
-                raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them")
+                raise ValueError("phi (fixed scales) is for variant='paper' only: the release learns them, "
+                                 "and the one-sided likelihood's mode does not depend on them")
             check_positive("phi", self.phi)
 
 
@@ -303,7 +305,35 @@ def _em_step_released(
     return F, X, EMState(m_bar=C, n_bar=D, k=H, u=F12, gamma=tau_a, rho=tau_b)
 
 
-_STEPS = {"paper": _em_step_paper, "released": _em_step_released}
+def one_sided_x_update(y: torch.Tensor, k: torch.Tensor, c: torch.Tensor, eta: float) -> torch.Tensor:
+    r"""x-block of HQS for the one-sided likelihood (ddfm_edu.remedies), c = 1/gamma + 1/rho (B,):
+
+        argmin_{x >= max(y, 0)} c sum x + (eta/2) ||k - x||^2 = max(max(y, 0), k - c/eta)
+
+    (separable: per pixel a convex quadratic on a half-line)."""
+    return torch.maximum(y.clamp(min=0.0), k - (c / eta).view(-1, 1, 1, 1))
+
+
+def _em_step_one_sided(
+    f0: torch.Tensor, i: torch.Tensor, v: torch.Tensor, state: EMState, config: EMConfig
+) -> tuple[torch.Tensor, torch.Tensor, EMState]:
+    r"""EM step of the one-sided likelihood i = f - m, v = f - n, m ~ EXP(gamma), n ~ EXP(rho)
+    nonnegative (ddfm_edu.remedies), unchecked: HQS k = (I + grad^T grad)^{-1} (x0 + grad^T u),
+    u = eta/(2 psi + eta) grad k, x = `one_sided_x_update`; then the maximum-likelihood scales
+    gamma = mean(f - i), rho = mean(f - v) (+ RESIDUAL_FLOOR). Returns (f_hat, x, state); m_bar,
+    n_bar hold the data term's weights 1/gamma, 1/rho per pixel."""
+    x0, y = f0 - v, i - v
+    k = k_update(x0, state.u)
+    u = u_update(k, config.psi, config.eta)
+    x = one_sided_x_update(y, k, 1.0 / state.gamma + 1.0 / state.rho, config.eta)
+    gamma = (x - y).mean(dim=(1, 2, 3)) + RESIDUAL_FLOOR
+    rho = x.mean(dim=(1, 2, 3)) + RESIDUAL_FLOOR
+    m_bar = (1.0 / gamma).view(-1, 1, 1, 1).expand_as(x).clone()
+    n_bar = (1.0 / rho).view(-1, 1, 1, 1).expand_as(x).clone()
+    return x + v, x, EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma, rho=rho)
+
+
+_STEPS = {"paper": _em_step_paper, "released": _em_step_released, "one-sided": _em_step_one_sided}
 
 
 EM_DTYPES = (torch.float32, torch.float64)
