@@ -1,5 +1,5 @@
 """The explorers in a real browser: JupyterLab on 127.0.0.1 (a free port, a token) driven by headless
-Chromium through Selenium. For notebooks 04 and 06 (copies in a temporary folder, so nothing is
+Chromium through Selenium. For notebooks 04 and 07 (copies in a temporary folder, so nothing is
 saved into the repository): run all cells, check that no cell raised and that no widget failed to
 display ("Error displaying widget"), move a slider with the keyboard and check that the picture
 changed. JupyterLab, its kernels and the browser are stopped in every case.
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.slow
 # (notebook, the slider to move, the key that moves it) for each explorer checked
 SLIDERS = {
     "04_em_fusion.ipynb": [("iteration", "ARROW_LEFT")],
-    "06_ddfm_sampling.ipynb": [("step", "ARROW_LEFT"), ("steps", "ARROW_LEFT")],
+    "07_ddfm_sampling.ipynb": [("step", "ARROW_LEFT"), ("steps", "ARROW_LEFT")],
 }
 
 # JavaScript run in the page (JupyterLab started with expose_app_in_browser)

@@ -143,6 +143,28 @@ def test_training_images_exclude_reserved_ones() -> None:
         load_training_images(("astronaut", "camera"))
 
 
+def test_shipped_record_describes_the_weights_and_its_command() -> None:
+    # provenance of the shipped prior (moved here from the course's notebook): the record next to the
+    # weights equals the copy inside them, lists exactly the licensed training images (no reserved
+    # one), and its command line holds the recorded steps, batch, crops and seed
+    from ddfm_edu.train_prior import TRAINING_LICENCES
+
+    record = json.loads(WEIGHTS_PATH.with_suffix(".json").read_text())
+    stored = torch.load(WEIGHTS_PATH, map_location="cpu", weights_only=True)["record"]
+    assert stored["steps_done"] == record["steps_done"] and stored["losses"] == record["losses"]
+    assert set(stored["training_images"]) == set(record["training_images"]) == set(TRAINING_LICENCES)
+    assert not set(record["training_images"]) & set(RESERVED_IMAGES)
+    flags: dict[str, list[str]] = {}
+    for token in record["command"].split()[3:]:
+        if token.startswith("--"):
+            key = token[2:]
+            flags[key] = []
+        else:
+            flags[key].append(token)
+    assert int(flags["steps"][0]) == record["steps_planned"] and int(flags["batch"][0]) == record["batch"]
+    assert [int(c) for c in flags["crops"]] == record["crops"] and int(flags["seed"][0]) == record["seed"]
+
+
 def test_random_crops_are_seeded_and_in_range() -> None:
     images = load_training_images(("brick", "coins"))
     a = random_crops(images, 3, 32, torch.Generator().manual_seed(5))
@@ -157,6 +179,7 @@ TINY = ["--batch", "8", "--crops", "32", "--widths", "8", "16", "16", "16", "--l
 
 @pytest.mark.slow
 def test_training_script_is_deterministic_for_a_seed(tmp_path) -> None:
+    shipped = WEIGHTS_PATH.read_bytes()  # a run with --out leaves the shipped weights untouched
     runs = [main([*TINY, "--steps", "10", "--log-every", "5", "--checkpoint-every", "5",
                   "--seed", "7", "--out", str(tmp_path / name)]) for name in ("a.pt", "b.pt")]
     assert runs[0]["steps_done"] == 10 and len(runs[0]["losses"]) == 2
@@ -168,6 +191,7 @@ def test_training_script_is_deterministic_for_a_seed(tmp_path) -> None:
     other = main([*TINY, "--steps", "5", "--log-every", "5", "--seed", "8",
                   "--out", str(tmp_path / "c.pt")])
     assert other["losses"][0] != runs[0]["losses"][0]
+    assert WEIGHTS_PATH.read_bytes() == shipped
 
 
 @pytest.mark.slow

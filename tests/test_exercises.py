@@ -116,7 +116,7 @@ ANSWERS_01_02 = [
 ]
 
 
-# ------------------------------------------------------------------ notebooks 00, 07, 08
+# ------------------------------------------------------------------ notebooks 00, 08, 09
 # The answers the notebooks give in their collapsed "Answer" blocks.
 def answer_max_abs(a, b):
     return torch.where(a.abs() >= b.abs(), a, b)
@@ -281,7 +281,7 @@ def test_em_notebook_answers_on_known_values():
     torch.testing.assert_close(answer_k_update(c, torch.zeros(1, 2, 4, 6, dtype=torch.float64)), c)
 
 
-# ------------------------------------------------------------------ notebook 09
+# ------------------------------------------------------------------ notebook 10
 
 
 def answer_released_output(i, v, c, d):
@@ -327,8 +327,8 @@ RELEASED_WRONG = [
 ]
 
 
-# ------------------------------------------------------------------ notebook 06
-# The answers of 06_ddfm_sampling.ipynb's collapsed "Answer" blocks.
+# ------------------------------------------------------------------ notebook 07
+# The answers of 07_ddfm_sampling.ipynb's collapsed "Answer" blocks.
 def answer_ddpm_mean(f_t, f_hat, alpha_bar, alpha_bar_prev):
     beta = 1 - alpha_bar / alpha_bar_prev
     mean = beta * alpha_bar_prev**0.5 * f_hat + (1 - alpha_bar_prev) * (1 - beta) ** 0.5 * f_t
@@ -376,7 +376,7 @@ SAMPLING_WRONG = [
 ]
 
 
-# The answers of 10_priors.ipynb's collapsed "Answer" blocks.
+# The answers of 06_priors.ipynb's collapsed "Answer" blocks.
 def answer_score_from_x0(f_t, x0_hat, alpha_bar):
     return (alpha_bar**0.5 * x0_hat - f_t) / (1 - alpha_bar)
 
@@ -465,3 +465,333 @@ def test_notebook_answers_pass_and_stubs_are_not_attempted(checker, answer, expe
 def test_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
     with pytest.raises(ex.ExerciseError, match=message):
         checker(answer)
+
+
+# ------------------------------------------------------------------ build it yourself (02, 03, 06)
+# The answers of the "build it yourself" exercises: the whole E-step (02), one EM step from the
+# library's blocks (03), the DDFM loop (06).
+def answer_e_step(x, y, gamma, rho, floor=1e-3):
+    abs_r_m = torch.sqrt((y - x) ** 2 + floor**2)
+    abs_r_n = torch.sqrt(x**2 + floor**2)
+    g, p = gamma.view(-1, 1, 1, 1), rho.view(-1, 1, 1, 1)
+    m_bar, n_bar = torch.sqrt(2 / g) / abs_r_m, torch.sqrt(2 / p) / abs_r_n
+    gamma_new = abs_r_m.mean(dim=(1, 2, 3)) * torch.sqrt(gamma / 2) + gamma / 2
+    rho_new = abs_r_n.mean(dim=(1, 2, 3)) * torch.sqrt(rho / 2) + rho / 2
+    return m_bar, n_bar, gamma_new, rho_new
+
+
+def answer_em_step(f0, i, v, state, psi, eta):
+    from ddfm_edu import em
+
+    x, y = f0 - v, i - v
+    m_bar, n_bar, gamma, rho = em.e_step(x, y, state.gamma, state.rho)
+    k = em.k_update(x, state.u)
+    u = em.u_update(k, psi, eta)
+    x = em.x_update(y, m_bar, n_bar, k, eta)
+    return x + v, em.EMState(m_bar=m_bar, n_bar=n_bar, k=k, u=u, gamma=gamma, rho=rho)
+
+
+def answer_ddfm_loop(i, v, prior, steps, sampler, x_T, noise):
+    from ddfm_edu import em
+
+    schedule = diffusion.respace(prior.alpha_bar, steps)
+    x, state = x_T, None
+    for k in range(steps - 1, -1, -1):
+        t = torch.full((x.shape[0],), schedule.timesteps[k], dtype=torch.long)
+        f_hat, state = em.em_step(prior.predict_x0(x, t), i, v, state)
+        a, a_prev = schedule.alpha_bar[k], schedule.alpha_bar_prev(k)
+        if sampler == "ddim":
+            eps = (x / a**0.5 - f_hat) / (1 / a - 1) ** 0.5
+            x = a_prev**0.5 * f_hat + (1 - a_prev) ** 0.5 * eps
+        else:
+            beta = 1 - a / a_prev
+            mean = (beta * a_prev**0.5 * f_hat + (1 - a_prev) * (1 - beta) ** 0.5 * x) / (1 - a)
+            x = mean + (beta * (1 - a_prev) / (1 - a)) ** 0.5 * noise[k] if k > 0 else mean
+    return f_hat.clamp(-1, 1)
+
+
+BUILD_ANSWERS = [
+    (ex.check_e_step, answer_e_step, "correct on 4 cases"),
+    (ex.check_em_step, answer_em_step, "correct on 3 cases"),
+    (ex.check_ddfm_loop, answer_ddfm_loop, "correct on 3 cases"),
+]
+
+
+def test_build_answers_on_known_values():
+    # E-step by quadrature (gsm's numerical integrals of the posterior), not by the closed form
+    from ddfm_edu import gsm
+
+    x = torch.tensor([[[[0.1, -0.3, 0.6]]]], dtype=torch.float64)
+    y = torch.tensor([[[[0.5, 0.2, -0.2]]]], dtype=torch.float64)
+    gamma, rho = torch.tensor([0.7], dtype=torch.float64), torch.tensor([1.3], dtype=torch.float64)
+    m_bar, n_bar, gamma_new, rho_new = answer_e_step(x, y, gamma, rho, floor=0.0)
+    for j in range(3):
+        r_m, r_n = float(y[0, 0, 0, j] - x[0, 0, 0, j]), float(x[0, 0, 0, j])
+        quad_m = gsm.posterior_moments_quadrature(r_m, 0.7)
+        quad_n = gsm.posterior_moments_quadrature(r_n, 1.3)
+        assert float(m_bar[0, 0, 0, j]) == pytest.approx(quad_m[0], rel=1e-8)
+        assert float(n_bar[0, 0, 0, j]) == pytest.approx(quad_n[0], rel=1e-8)
+    mean_m = np.mean([gsm.posterior_moments_quadrature(float(r), 0.7)[1] for r in (y - x).flatten()])
+    mean_n = np.mean([gsm.posterior_moments_quadrature(float(r), 1.3)[1] for r in x.flatten()])
+    assert float(gamma_new) == pytest.approx(mean_m, rel=1e-8)
+    assert float(rho_new) == pytest.approx(mean_n, rel=1e-8)
+
+
+def test_ddfm_loop_reference_is_ddfm():
+    # the checker's reference (a loop of ddfm_step) is what ddfm(...) returns, for both samplers,
+    # when the same start noise and per-step noise are used (ddfm draws z on a generator seeded
+    # with `seed`, in the loop's order k = steps-1 .. 1)
+    from ddfm_edu.exercises.ddfm_sampling import _ddfm_reference
+    from ddfm_edu.priors.gaussian import GaussianPrior
+    from ddfm_edu.sample import ddfm
+
+    prior = GaussianPrior()
+    g = torch.Generator().manual_seed(0)
+    i, v = (torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    steps, seed = 5, 11
+    x_T = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(seed)).double()
+    z = torch.Generator().manual_seed(seed)
+    noise = torch.zeros(steps, 1, 1, 8, 8, dtype=torch.float64)
+    for k in range(steps - 1, 0, -1):
+        noise[k] = torch.randn(1, 1, 8, 8, generator=z, dtype=torch.float64)
+    for sampler in ("ddim", "ddpm"):
+        fused = ddfm(i, v, prior, steps=steps, sampler=sampler, seed=seed, progress=False).fused
+        mine = _ddfm_reference(i, v, prior, steps, sampler, x_T, noise)
+        torch.testing.assert_close(mine, fused, atol=1e-12, rtol=0)
+        torch.testing.assert_close(answer_ddfm_loop(i, v, prior, steps, sampler, x_T, noise), fused,
+                                   atol=1e-12, rtol=0)  # fmt: skip
+
+
+def _e_step_wrong(**change):
+    from ddfm_edu.exercises.e_step import _e_step_with
+
+    return lambda x, y, g, r: _e_step_with(x, y, g, r, **change)
+
+
+def _em_step_wrong(**mistake):
+    from ddfm_edu.exercises.m_step import _em_step_with
+
+    return lambda *args: _em_step_with(*args, **mistake)
+
+
+def _loop_wrong(mistake):
+    from ddfm_edu.exercises.ddfm_sampling import _ddfm_with
+
+    return lambda *args: _ddfm_with(*args, mistake=mistake)
+
+
+def _k_without_conj(x, u):
+    H, W = x.shape[-2:]
+    dx_hat = torch.exp(2j * torch.pi * torch.arange(W) / W) - 1
+    dy_hat = (torch.exp(2j * torch.pi * torch.arange(H) / H) - 1)[:, None]
+    fft2 = torch.fft.fft2
+    numerator = fft2(x) + dx_hat * fft2(u[:, 0:1]) + dy_hat * fft2(u[:, 1:2])
+    return torch.fft.ifft2(numerator / (1 + dx_hat.abs() ** 2 + dy_hat.abs() ** 2)).real
+
+
+def _e_wrong(part, formula):
+    """answer_e_step with one of its four outputs replaced by formula(x, y, gamma, rho)."""
+
+    def wrong(x, y, gamma, rho):
+        out = list(answer_e_step(x, y, gamma, rho))
+        out[part] = formula(x, y, gamma, rho)
+        return tuple(out)
+
+    return wrong
+
+
+def _floored(r):
+    return torch.sqrt(r**2 + 1e-6)
+
+
+BUILD_WRONG = [
+    # the E-step: each typical mistake, written as a reader would, gets its hint
+    (ex.check_e_step, _e_wrong(0, lambda x, y, g, r: torch.sqrt(2 * (y - x) ** 2 / g.view(-1, 1, 1, 1))),
+     "wrong m_bar for a 4x5 image.*inverted"),
+    (ex.check_e_step, _e_wrong(0, lambda x, y, g, r: 2 / g.view(-1, 1, 1, 1) / _floored(y - x)),
+     "square root is missing"),
+    (ex.check_e_step, _e_wrong(0, lambda x, y, g, r: torch.sqrt(2 / g.view(-1, 1, 1, 1)) / (y - x).abs()),
+     "floored"),
+    (ex.check_e_step, _e_wrong(0, lambda x, y, g, r: (2 / g) ** 0.5 / ((y - x).abs() + 1e-3)),
+     "not \\|r\\| \\+ eps"),
+    (ex.check_e_step, _e_wrong(1, lambda x, y, g, r: torch.sqrt(2 / r.view(-1, 1, 1, 1)) / _floored(y - x)),
+     "wrong n_bar.*its residual is x itself"),
+    (ex.check_e_step, _e_wrong(2, lambda x, y, g, r: 1 / answer_e_step(x, y, g, r)[2]), "not its rate"),
+    (ex.check_e_step, _e_wrong(2, lambda x, y, g, r: _floored(y - x).mean(dim=(1, 2, 3)) * torch.sqrt(g / 2)),
+     "gamma/2 is missing"),
+    (ex.check_e_step, _e_wrong(2, lambda x, y, g, r: _floored(y - x).mean() * torch.sqrt(g / 2) + g / 2),
+     "wrong gamma_new for a batch of two.*PER IMAGE"),
+    (ex.check_e_step, _e_step_wrong(new_scales_in_weights=True), "OLD gamma"),
+    (ex.check_e_step, lambda x, y, g, r: answer_e_step(x, y, g, r)[:2], "return a tuple"),
+    # one EM step
+    (ex.check_em_step, _em_step_wrong(add_v=False), "wrong f_hat for the initial state.*x \\+ v"),
+    (ex.check_em_step, _em_step_wrong(swap=True), "reference"),
+    (ex.check_em_step, _em_step_wrong(carry_u=False), "wrong f_hat for a carried state.*state.u"),
+    (ex.check_em_step, _em_step_wrong(k_first=False), "the NEW k"),
+    (ex.check_em_step, _em_step_wrong(new_scales=False), "wrong gamma.*NEW gamma"),
+    (ex.check_em_step, lambda *args: answer_em_step(*args)[0], "return \\(f_hat, state\\)"),
+    (ex.check_k_update, _k_without_conj, "wrong for a nonzero u.*CONJUGATE"),
+    # the DDFM loop
+    (ex.check_ddfm_loop, _loop_wrong("t is k"), "wrong for DDIM, 6 steps.*ORIGINAL timestep"),
+    (ex.check_ddfm_loop, _loop_wrong("ascending"), "DOWN to k = 0"),
+    (ex.check_ddfm_loop, _loop_wrong("original alpha_bar"), "RESPACED"),
+    (ex.check_ddfm_loop, _loop_wrong("fresh state"), "carry the EM state"),
+    (ex.check_ddfm_loop, _loop_wrong("no em"), "not the prior's f_tilde"),
+    (ex.check_ddfm_loop, _loop_wrong("other sampler"), "deterministic DDIM"),
+    (ex.check_ddfm_loop, _loop_wrong("variance"), "wrong for DDPM, 6 steps.*SQUARE ROOT"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("checker,answer,expected", BUILD_ANSWERS)
+def test_build_answers_pass_and_stubs_are_not_attempted(checker, answer, expected, capsys):
+    assert checker(answer) is True
+    assert expected in capsys.readouterr().out
+    assert checker(lambda *args: None) is False
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checker,answer,message", BUILD_WRONG)
+def test_build_wrong_answers_fail_with_a_diagnosis(checker, answer, message):
+    with pytest.raises(ex.ExerciseError, match=message):
+        checker(answer)
+
+
+# ------------------------------------------------------------------ notebook 01: the mixture by quadrature
+def answer_gsm_pdf(xi, mu, b):
+    from scipy import integrate
+
+    def integrand(a):  # N(xi; mu, a) EXP(a; b), a the variance
+        return np.exp(-((xi - mu) ** 2) / (2 * a)) / np.sqrt(2 * np.pi * a) * np.exp(-a / b) / b
+
+    return integrate.quad(integrand, 0, np.inf)[0]
+
+
+def test_gsm_pdf_answer_is_the_laplace_and_mistakes_get_hints(capsys):
+    # Proposition 1 independently of gsm: the quadrature equals scipy's Laplace of scale sqrt(b/2)
+    from scipy import integrate, stats
+
+    for xi, mu, b in [(0.3, 0.0, 1.0), (-1.2, 0.5, 0.7), (2.0, 0.0, 3.0)]:
+        assert answer_gsm_pdf(xi, mu, b) == pytest.approx(stats.laplace(mu, np.sqrt(b / 2)).pdf(xi), rel=1e-7)
+    assert ex.check_gsm_pdf(answer_gsm_pdf) is True
+    assert ex.check_gsm_pdf(lambda *args: None) is False
+    assert "check_gsm_pdf: correct on 4 cases" in capsys.readouterr().out
+
+    def quad(integrand):
+        return integrate.quad(integrand, 0, np.inf)[0]
+
+    wrong = [
+        (lambda xi, mu, b: quad(lambda a: stats.norm(mu, np.sqrt(a)).pdf(xi) * b * np.exp(-a * b)), "MEAN b"),
+        (lambda xi, mu, b: quad(lambda a: stats.norm(mu, a).pdf(xi) * np.exp(-a / b) / b), "VARIANCE"),
+        (lambda xi, mu, b: quad(lambda a: stats.norm(mu, np.sqrt(a)).pdf(xi) * np.exp(-a / b)), "1/b"),
+    ]
+    for answer, message in wrong:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_gsm_pdf(answer)
+
+
+# ------------------------------------------------------------------ notebook 06: the Wiener denoiser
+def answer_wiener_denoiser(f_t, alpha_bar, power, mean):
+    F_t = torch.fft.fft2(f_t - alpha_bar**0.5 * mean)                    # centred, per frequency
+    gain = alpha_bar**0.5 * power / (alpha_bar * power + 1 - alpha_bar)  # Cov(F_0, F_t) / Var F_t
+    return torch.fft.ifft2(gain * F_t).real + mean
+
+
+def test_wiener_denoiser_answer_and_mistakes(capsys):
+    from ddfm_edu.exercises.priors import _wiener_with, full_spectrum
+    from ddfm_edu.priors.gaussian import GaussianPrior
+
+    prior = GaussianPrior()
+    # the full-grid spectrum the checker hands out is the prior's own rfft2 half, mirrored
+    full = full_spectrum(prior, 6, 10)
+    torch.testing.assert_close(full[:, :6], prior.spectrum(6, 10, dtype=torch.float64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(full[1:, 1:], full[1:, 1:].flip(0, 1), rtol=1e-12, atol=0)
+    # the answer is the posterior mean, by a dense solve in pixel space: f_0 ~ N(mu, C) with the
+    # circulant C = F^H diag(P) F (F the unitary 2-D DFT), so E[f_0 | f_t] = mu + sqrt(a) C
+    # (a C + (1 - a) I)^{-1} (f_t - sqrt(a) mu)
+    H, W, a, mu = 4, 6, float(prior.alpha_bar[300]), prior.fit.mean
+    dft = torch.kron(*(torch.fft.fft(torch.eye(n, dtype=torch.float64), norm="ortho") for n in (H, W)))
+    cov = (dft.conj().T @ torch.diag(full_spectrum(prior, H, W).flatten().to(dft.dtype)) @ dft).real
+    f_t = torch.randn(1, 1, H, W, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    dense = mu + a**0.5 * cov @ torch.linalg.solve(a * cov + (1 - a) * torch.eye(H * W, dtype=torch.float64),
+                                                   (f_t - a**0.5 * mu).flatten())  # fmt: skip
+    mine = answer_wiener_denoiser(f_t, a, full_spectrum(prior, H, W), mu).flatten()
+    torch.testing.assert_close(mine, dense, rtol=1e-9, atol=1e-12)
+    assert ex.check_wiener_denoiser(answer_wiener_denoiser) is True
+    assert ex.check_wiener_denoiser(lambda *args: None) is False
+    assert "check_wiener_denoiser: correct on 3 cases" in capsys.readouterr().out
+    for change, message in [
+        (dict(centre=False), "prior's mean matters"),
+        (dict(gain=lambda a, p: p / (a * p + 1 - a)), "sqrt\\(alpha_bar\\) in its numerator"),
+        (dict(gain=lambda a, p: p / (p + 1 - a)), "scaled by sqrt"),
+        (dict(part=torch.abs), "REAL part"),
+    ]:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_wiener_denoiser(lambda *args, change=change: _wiener_with(*args, **change))
+
+
+# ------------------------------------------------------------------ notebook 05: the DDIM family
+def answer_generalised_step(f_t, f0, alpha_bar, alpha_bar_prev, sigma, noise):
+    eps = (f_t - alpha_bar**0.5 * f0) / (1 - alpha_bar) ** 0.5               # the noise f_t implies
+    mean = alpha_bar_prev**0.5 * f0 + (1 - alpha_bar_prev - sigma**2) ** 0.5 * eps
+    return mean + sigma * noise
+
+
+def test_generalised_step_is_ddim_and_ddpm_and_keeps_the_marginals(capsys):
+    from ddfm_edu.exercises.diffusion_primer import generalised_step
+
+    g = torch.Generator().manual_seed(0)
+    f_t, f0, z = (torch.randn(1, 1, 4, 5, generator=g, dtype=torch.float64) for _ in range(3))
+    a, ap = 0.0784, 0.0848
+    torch.testing.assert_close(generalised_step(f_t, f0, a, ap, 0.0, z), diffusion.ddim_step(f_t, f0, a, ap))
+    sigma_tilde = float(diffusion.ddpm_posterior(f_t, f0, a, ap)[1]) ** 0.5
+    torch.testing.assert_close(generalised_step(f_t, f0, a, ap, sigma_tilde, z),
+                               diffusion.ddpm_step(f_t, f0, a, ap, z))  # fmt: skip
+    # every sigma keeps q(f_{t-1} | f_0) = N(sqrt(ap) f_0, 1 - ap) when f_t ~ q(f_t | f_0): Monte Carlo
+    n, f0_val = 400_000, 0.3
+    f_t = diffusion.q_sample(torch.full((n,), f0_val, dtype=torch.float64), a,
+                             torch.randn(n, generator=g, dtype=torch.float64))  # fmt: skip
+    for sigma in (0.0, sigma_tilde, 0.9):
+        fresh = torch.randn(n, generator=g, dtype=torch.float64)
+        prev = answer_generalised_step(f_t, f0_val, a, ap, sigma, fresh)
+        assert abs(float(prev.mean()) - ap**0.5 * f0_val) < 0.005
+        assert abs(float(prev.var()) - (1 - ap)) < 0.005
+    assert ex.check_generalised_step(answer_generalised_step) is True
+    assert ex.check_generalised_step(lambda *args: None) is False
+    assert "check_generalised_step: correct on 3 cases" in capsys.readouterr().out
+    for wrong, message in [
+        (lambda f, x0, a, ap, s, z: answer_generalised_step(f, x0, a, ap, 0.0, z) + s * z, "make room"),
+        (lambda f, x0, a, ap, s, z: answer_generalised_step(f, x0, a, ap, s, 0 * z) + s**2 * z, "deviation"),
+        (lambda f, x0, a, ap, s, z: answer_generalised_step(f, x0, ap, a, s, z), "swapped"),
+    ]:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_generalised_step(wrong)
+
+
+# ------------------------------------------------------------------ notebook 04: EM alone as a loop
+def answer_em_alone(i, v, iters):
+    from ddfm_edu import em
+
+    f, state = (i + v) / 2, None
+    for _ in range(iters):
+        f, state = em.em_step(f, i, v, state)
+    return f
+
+
+def test_em_alone_answer_is_baselines_em_alone_and_mistakes_get_hints(capsys):
+    from ddfm_edu import baselines
+    from ddfm_edu.exercises.em_fusion import _em_alone_with
+
+    g = torch.Generator().manual_seed(0)
+    i, v = (torch.rand(1, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    torch.testing.assert_close(answer_em_alone(i, v, 7), baselines.em_alone(i, v, iters=7), rtol=0, atol=0)
+    assert ex.check_em_alone(answer_em_alone) is True
+    assert ex.check_em_alone(lambda *args: None) is False
+    assert "check_em_alone: correct on 3 cases" in capsys.readouterr().out
+    for mistake, message in [
+        (dict(start="v"), "not from v"),
+        (dict(start="i"), "not from i"),
+        (dict(carry=False), "carry the EM state"),
+        (dict(feed_back=False), "PREVIOUS"),
+    ]:
+        with pytest.raises(ex.ExerciseError, match=message):
+            ex.check_em_alone(lambda i, v, n, mistake=mistake: _em_alone_with(i, v, n, **mistake))

@@ -1,5 +1,6 @@
 """Checkers of notebook 05 (diffusion primer): the forward process q(f_t | f_0), Tweedie's
-estimate from the predicted noise, and the DDIM update."""
+estimate from the predicted noise, the DDIM update, and one step of the whole family of
+non-Markovian reverse steps q_sigma (DDIM at sigma = 0, DDPM at sigma = sigma_tilde)."""
 
 from __future__ import annotations
 
@@ -86,3 +87,42 @@ def check_ddim_step(fn: Callable) -> bool:
         ),
     ]
     return check("check_ddim_step", fn, diffusion.ddim_step, cases, hints, rtol=1e-6, atol=1e-8)
+
+
+def generalised_step(f_t, f0, alpha_bar, alpha_bar_prev, sigma, noise):
+    r"""A draw of q_sigma(f_{t-1} | f_t, f_0) (Song et al. 2021, the family that keeps the marginals):
+    sqrt(ab_prev) f0 + sqrt(1 - ab_prev - sigma^2) eps' + sigma noise, eps' = (f_t - sqrt(ab) f0) /
+    sqrt(1 - ab). sigma = 0 is `diffusion.ddim_step`, sigma = sigma_tilde `diffusion.ddpm_step`."""
+    eps = (f_t - alpha_bar**0.5 * f0) / (1 - alpha_bar) ** 0.5
+    return alpha_bar_prev**0.5 * f0 + (1 - alpha_bar_prev - sigma**2) ** 0.5 * eps + sigma * noise
+
+
+def check_generalised_step(fn: Callable) -> bool:
+    r"""fn(f_t, f0, alpha_bar, alpha_bar_prev, sigma, noise) = a draw of q_sigma(f_{t-1} | f_t, f_0)
+    with the standard normal `noise` (`generalised_step`; the tests check that sigma = 0 gives
+    `diffusion.ddim_step` and sigma = sigma_tilde `diffusion.ddpm_step`)."""
+    f_t, f0, z = (random_image(1, 1, 4, 5, seed=s) for s in (50, 51, 52))
+    a, ap = 0.0784, 0.0848  # t = 500 -> 490
+    sigma_tilde = float(diffusion.ddpm_posterior(f_t, f0, a, ap)[1]) ** 0.5
+    cases = [
+        Case("sigma = 0 (DDIM)", (f_t, f0, a, ap, 0.0, z), "t = 500 -> 490, sigma = 0"),
+        Case("sigma = sigma_tilde (DDPM)", (f_t, f0, a, ap, sigma_tilde, z),
+             f"t = 500 -> 490, sigma = {sigma_tilde:.4f}"),
+        Case("a larger sigma", (f_t, f0, a, ap, 0.9, z), "t = 500 -> 490, sigma = 0.9"),
+    ]  # fmt: skip
+    hints = [
+        (
+            lambda f, x0, a, ap, s, z: generalised_step(f, x0, a, ap, 0.0, z) + s * z,
+            "the re-used noise must make room for the fresh one: its coefficient is "
+            "sqrt(1 - alpha_bar_prev - sigma^2), so that the variance stays 1 - alpha_bar_prev",
+        ),
+        (
+            lambda f, x0, a, ap, s, z: generalised_step(f, x0, a, ap, s, 0 * z) + s**2 * z,
+            "sigma is a standard deviation: add sigma * noise, not sigma^2 * noise",
+        ),
+        (
+            lambda f, x0, a, ap, s, z: generalised_step(f, x0, ap, a, s, z),
+            "alpha_bar (of t) and alpha_bar_prev (of the next, less noisy step) are swapped",
+        ),
+    ]
+    return check("check_generalised_step", fn, generalised_step, cases, hints, rtol=1e-6, atol=1e-8)

@@ -1,4 +1,4 @@
-"""Checkers of notebook 07 (evaluation): two no-reference fusion metrics, the entropy EN and
+"""Checkers of notebook 08 (evaluation): two no-reference fusion metrics, the entropy EN and
 the spatial frequency SF of a grey image."""
 
 from __future__ import annotations

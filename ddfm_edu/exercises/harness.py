@@ -74,10 +74,21 @@ def attempted(name: str, fn: Callable, *args: object) -> bool:
 def _call(name: str, fn: Callable, case: Case) -> object:
     try:
         return fn(*case.args, **case.kwargs)
+    except ExerciseError:  # a checker's own diagnosis of the result's form: pass it on as it is
+        raise
     except Exception as error:  # noqa: BLE001 - the reader's code: report whatever it raised
         raise ExerciseError(
             f"{name}: your function raised {type(error).__name__}: {error} for {case.label} ({case.where})"
         ) from error
+
+
+def _parts(name: str, value: object, parts: Sequence[str] | None) -> list[np.ndarray]:
+    """A result as its list of arrays: one array, or one per named part of a tuple result."""
+    if parts is None:
+        return [as_array(value)]
+    if not isinstance(value, (tuple, list)) or len(value) != len(parts):
+        raise ExerciseError(f"{name}: return a tuple ({', '.join(parts)}), got {type(value).__name__}")
+    return [as_array(v) for v in value]
 
 
 def check(
@@ -88,38 +99,47 @@ def check(
     hints: Sequence[Hint] = (),
     rtol: float = 1e-4,
     atol: float = 1e-6,
+    parts: Sequence[str] | None = None,
 ) -> bool:
     """Compare fn with `reference` on every case (np.allclose with rtol, atol): True and one line
     when all agree; False and "not attempted yet" when fn returns None on the first case (the
     notebook's stub); otherwise ExerciseError naming the first case that fails (an exception, None,
-    a wrong shape, NaN/inf or a wrong value), with the first matching hint's advice."""
+    a wrong shape, NaN/inf or a wrong value), with the first matching hint's advice.
+
+    parts: the names of a tuple result's items (e.g. ("m_bar", "n_bar", "gamma", "rho")); each is
+    compared on its own, the message names the first wrong one, and a hint (a wrong formula
+    returning the same tuple) fires when its value of that item equals the reader's."""
     for index, case in enumerate(cases):
         got_raw = _call(name, fn, case)
         if got_raw is None:
             if index == 0:
                 return not_attempted(name)
             raise ExerciseError(f"{name}: your function returned None (forgot `return`?)")
-        expected = as_array(reference(*case.args, **case.kwargs))
-        got = as_array(got_raw)
-        if got.shape != expected.shape and got.size == expected.size == 1:
-            got = got.reshape(expected.shape)
-        if got.shape != expected.shape:
-            raise ExerciseError(
-                f"{name}: wrong shape for {case.label}: expected {expected.shape}, got {got.shape} "
-                f"({case.where})"
+        expected_parts = _parts(name, reference(*case.args, **case.kwargs), parts)
+        got_parts = _parts(name, got_raw, parts)
+        for j, (expected, got) in enumerate(zip(expected_parts, got_parts, strict=True)):
+            what = "" if parts is None else f" {parts[j]}"
+            if got.shape != expected.shape and got.size == expected.size == 1:
+                got = got.reshape(expected.shape)
+            if got.shape != expected.shape:
+                raise ExerciseError(
+                    f"{name}: wrong{what} shape for {case.label}: expected {expected.shape}, got {got.shape} "
+                    f"({case.where})"
+                )
+            if not np.all(np.isfinite(got)) and np.all(np.isfinite(expected)):
+                where = what or " the result"
+                raise ExerciseError(f"{name}: NaN or inf in{where} for {case.label} ({case.where})")
+            if _close(got, expected, rtol, atol):
+                continue
+            message = (
+                f"{name}: wrong{what} for {case.label}: expected {_short(expected)}, got {_short(got)} "
+                f"at {case.where}"
             )
-        if not np.all(np.isfinite(got)) and np.all(np.isfinite(expected)):
-            raise ExerciseError(f"{name}: NaN or inf for {case.label} ({case.where})")
-        if _close(got, expected, rtol, atol):
-            continue
-        message = (
-            f"{name}: wrong for {case.label}: expected {_short(expected)}, got {_short(got)} at {case.where}"
-        )
-        for wrong, hint in hints:
-            if _close(got, as_array(wrong(*case.args, **case.kwargs)), rtol, atol):
-                message += f". Hint: {hint}"
-                break
-        raise ExerciseError(message)
+            for wrong, hint in hints:
+                if _close(got, _parts(name, wrong(*case.args, **case.kwargs), parts)[j], rtol, atol):
+                    message += f". Hint: {hint}"
+                    break
+            raise ExerciseError(message)
     labels = ", ".join(case.label for case in cases)
     print(f"{name}: correct on {len(cases)} cases ({labels}).")
     return True

@@ -1,4 +1,4 @@
-"""Checkers of notebook 08 (medical fusion): the BT.601 luma of an RGB image and the merge of
+"""Checkers of notebook 09 (medical fusion): the BT.601 luma of an RGB image and the merge of
 a fused luma with a colour source's chroma."""
 
 from __future__ import annotations

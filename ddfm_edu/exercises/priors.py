@@ -1,5 +1,6 @@
-"""Checkers of notebook 10 (priors): the score from a denoiser's estimate (Tweedie's formula
-solved for the score), and the EDM preconditioning coefficients of the bundled prior."""
+"""Checkers of notebook 06 (priors): the score from a denoiser's estimate (Tweedie's formula
+solved for the score), the EDM preconditioning coefficients of the bundled prior, and the Gaussian
+prior's exact denoiser (a Wiener filter in Fourier space) written by the reader."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 import torch
 
 from ddfm_edu.exercises.harness import Case, check, random_image
+from ddfm_edu.priors.gaussian import GaussianPrior
 
 
 def _gaussian_tweedie(
@@ -104,3 +106,62 @@ def check_edm_coefficients(fn: Callable) -> bool:
         rtol=1e-6,
         atol=1e-9,
     )
+
+
+def full_spectrum(prior: GaussianPrior, height: int, width: int) -> torch.Tensor:
+    """The Gaussian prior's P_eff on the full fft2 grid (height, width), float64: A / |w|^alpha + floor,
+    and H W s_mu^2 at w = 0 (`GaussianPrior.spectrum` holds its rfft2 half)."""
+    fit = prior.fit
+    w = torch.hypot(torch.fft.fftfreq(height, dtype=torch.float64)[:, None],
+                    torch.fft.fftfreq(width, dtype=torch.float64)[None, :])  # fmt: skip
+    power = fit.amplitude * w.clamp_min(1e-12) ** -fit.exponent + fit.floor
+    power[0, 0] = height * width * fit.mean_std**2
+    return power
+
+
+def _wiener_with(f_t, alpha_bar, power, mean, *, gain=None, centre=True, part=torch.real):
+    """E[f_0 | f_t] by a Wiener filter, with one step replaceable by a typical mistake."""
+    a = alpha_bar
+    g = a**0.5 * power / (a * power + 1 - a) if gain is None else gain(a, power)
+    shift = a**0.5 * mean if centre else 0.0
+    out = part(torch.fft.ifft2(g * torch.fft.fft2(f_t - shift, norm="ortho"), norm="ortho"))
+    return out + mean if centre else out
+
+
+def check_wiener_denoiser(fn: Callable) -> bool:
+    r"""fn(f_t, alpha_bar, power, mean) = E[f_0 | f_t] for the stationary Gaussian prior
+    (`GaussianPrior.posterior_mean`): f_0 has mean `mean` (a number) and power spectrum `power`
+    (H, W) on the unitary fft2 grid; per frequency
+        E[F_0 | F_t] = M + sqrt(ab) P / (ab P + 1 - ab) (F_t - sqrt(ab) M)."""
+    prior = GaussianPrior()
+    mean = prior.fit.mean
+    cases, lookup = [], {}
+    for label, t, shape, seed in (("t = 50", 50, (1, 1, 8, 8), 110), ("t = 400", 400, (1, 1, 8, 8), 111),
+                                  ("a batch, 6x10, t = 150", 150, (2, 1, 6, 10), 112)):  # fmt: skip
+        a = float(prior.alpha_bar[t])
+        lookup[a] = t
+        f_t = a**0.5 * (mean + 0.3 * random_image(*shape, seed=seed)) + (1 - a) ** 0.5 * random_image(
+            *shape, seed=seed + 10
+        )
+        power = full_spectrum(prior, *shape[-2:])
+        cases.append(Case(label, (f_t, a, power, mean), f"f_t {shape}, alpha_bar = {a:.4f}"))
+
+    def reference(f_t, a, power, mean):
+        return prior.posterior_mean(f_t, torch.full((f_t.shape[0],), lookup[a]))
+
+    hints = [
+        (
+            lambda *args: _wiener_with(*args, centre=False),
+            "the prior's mean matters: filter f_t - sqrt(alpha_bar) mu_0, then add mu_0 back",
+        ),
+        (
+            lambda *args: _wiener_with(*args, gain=lambda a, p: p / (a * p + 1 - a)),
+            "the gain has sqrt(alpha_bar) in its numerator (Cov(F_0, F_t) = sqrt(alpha_bar) P)",
+        ),
+        (
+            lambda *args: _wiener_with(*args, gain=lambda a, p: p / (p + 1 - a)),
+            "Var F_t = alpha_bar P + 1 - alpha_bar: the signal is scaled by sqrt(alpha_bar)",
+        ),
+        (lambda *args: _wiener_with(*args, part=torch.abs), "take the REAL part of the inverse FFT, not |.|"),
+    ]
+    return check("check_wiener_denoiser", fn, reference, cases, hints, rtol=1e-6, atol=1e-9)

@@ -1,4 +1,4 @@
-"""Checkers of notebook 09 (paper vs released code): the release's output F = I - X in the
+"""Checkers of notebook 10 (paper vs released code): the release's output F = I - X in the
 limit RHO -> 0, and the studio-range luma the release hands to EM."""
 
 from __future__ import annotations

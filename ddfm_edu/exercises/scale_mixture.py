@@ -1,12 +1,13 @@
 """Checkers of notebook 01 (the Laplace distribution as a Gaussian scale mixture, Proposition 1):
-the Laplace density, the scale of the mixture, and a sampler of it."""
+the Laplace density, the scale of the mixture, a sampler of it, and the mixture integral itself
+computed by quadrature."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import numpy as np
-from scipy import stats
+from scipy import integrate, stats
 
 from ddfm_edu import gsm
 from ddfm_edu.exercises.harness import Case, ExerciseError, as_array, attempted, check
@@ -65,3 +66,35 @@ def check_gsm_sampler(fn: Callable, n: int = 20_000) -> bool:
             )
     print("check_gsm_sampler: correct (KS test against the Laplace passes for 2 settings).")
     return True
+
+
+def _mixture_with(xi: float, mu: float, b: float, normal: Callable, mixing: Callable) -> float:
+    """integral_0^inf normal(xi, mu, a) mixing(a, b) da by scipy's quad (a typical mistake's mixture)."""
+    return integrate.quad(lambda a: normal(xi, mu, a) * mixing(a, b), 0.0, np.inf, limit=200)[0]
+
+
+def check_gsm_pdf(fn: Callable) -> bool:
+    """fn(xi, mu, b) = integral_0^inf N(xi; mu, a) EXP(a; b) da, the mixture density at a scalar xi
+    computed numerically (`gsm.gsm_pdf`); N(.; mu, a) has VARIANCE a, EXP(a; b) = exp(-a/b) / b."""
+    cases = [
+        Case("a moderate xi", (0.3, 0.0, 1.0), "xi = 0.3, mu = 0, b = 1"),
+        Case("the left tail", (-1.2, 0.5, 0.7), "xi = -1.2, mu = 0.5, b = 0.7"),
+        Case("a large b", (2.0, 0.0, 3.0), "xi = 2, mu = 0, b = 3"),
+        Case("b = 1 (where mean = rate)", (1.5, 0.0, 1.0), "xi = 1.5, mu = 0, b = 1"),
+    ]
+    normal, exponential = gsm.normal_pdf, gsm.exponential_pdf
+    hints = [
+        (
+            lambda xi, mu, b: _mixture_with(xi, mu, b, normal, lambda a, b: b * np.exp(-a * b)),
+            "EXP(a; b) has MEAN b: exp(-a/b) / b, not the rate form b exp(-a b)",
+        ),
+        (
+            lambda xi, mu, b: _mixture_with(xi, mu, b, lambda x, m, a: normal(x, m, a**2), exponential),
+            "a is the VARIANCE of the Gaussian, not its standard deviation",
+        ),
+        (
+            lambda xi, mu, b: _mixture_with(xi, mu, b, normal, lambda a, b: np.exp(-a / b)),
+            "the exponential density needs its normaliser 1/b",
+        ),
+    ]
+    return check("check_gsm_pdf", fn, gsm.gsm_pdf, cases, hints, rtol=1e-5, atol=1e-8)
