@@ -9,6 +9,7 @@ committed file reads well on a hosting site and diffs stay small.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,9 @@ def execute(path: Path, timeout: int = 900) -> float:
 
 
 def main(paths: list[str]) -> int:
+    # The kernels inherit this environment: MPLBACKEND=Agg (as `make test` sets it) would replace the
+    # inline backend, and the committed notebooks would lose every figure.
+    os.environ.pop("MPLBACKEND", None)
     for name in paths:
         seconds = execute(Path(name))
         print(f"{name}: executed in {seconds:.1f} s")
