@@ -14,7 +14,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 MARK = "# NBVAL_CHECK_OUTPUT"
-NOISE = 1e-5
+NOISE = 1e-4
 # a number in exponent form: 1e-14, 2.3e-07, 5E-9, -0.0e+00, .5e-6
 EXPONENT_FORM = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+(?![\w.])")
 
@@ -37,7 +37,7 @@ def compared_outputs(path: Path) -> list[tuple[int, str, str]]:
 
 
 def noise_numbers(text: str, source: str = "") -> list[str]:
-    """The numbers of an output written in exponent form whose magnitude is below 1e-5 (zero included:
+    """The numbers of an output written in exponent form whose magnitude is below 1e-4 (zero included:
     "0e+00" is a difference that another machine may print as "1e-16"), except those written
     literally in the cell's source: a tolerance or a constant the text quotes ("< 1e-9: True")."""
     literal = {m.group() for m in EXPONENT_FORM.finditer(source)}
@@ -49,8 +49,8 @@ def noise_numbers(text: str, source: str = "") -> list[str]:
 
 
 def test_noise_numbers_are_found():
-    text = "max 1e-14, 2.3e-07 and 5E-9; zero 0.0e+00, -4e-06; kept: 3.0e-05, 1e3, 6.33e-05, x1e-9, 2.5"
-    assert noise_numbers(text) == ["1e-14", "2.3e-07", "5E-9", "0.0e+00", "-4e-06"]
+    text = "max 1e-14, 2.3e-07 and 5E-9; zero 0.0e+00, -4e-06, 3.0e-05, 6.33e-05; kept: 1e-04, 1e3, x1e-9"
+    assert noise_numbers(text) == ["1e-14", "2.3e-07", "5E-9", "0.0e+00", "-4e-06", "3.0e-05", "6.33e-05"]
     source = 'print(f"max difference < 1e-9: {err < 1e-9}, err {err:.0e}")'
     assert noise_numbers("max difference < 1e-9: True, err 3e-15", source) == ["3e-15"]
 
