@@ -128,7 +128,8 @@ def e_step(
     """
     floor_sq = x.new_tensor(floor * floor)
     r_m = y - x
-    if _tracks_grad(x, y, gamma, rho):  # autograd: no out= (a teaching path: grads through EM)
+    differentiable = _tracks_grad(x, y, gamma, rho)
+    if differentiable:  # autograd: no out= (a teaching path: grads through EM)
         abs_r_m, abs_r_n = (r_m * r_m + floor_sq).sqrt(), (x * x + floor_sq).sqrt()
     else:  # |r| by addcmul + sqrt_ (torch.hypot is several times slower on CPU), fewer buffers
         abs_r_m = torch.addcmul(floor_sq, r_m, r_m, out=r_m).sqrt_()
@@ -136,7 +137,7 @@ def e_step(
     gamma_new = abs_r_m.mean(dim=(1, 2, 3)) * (gamma / 2.0).sqrt() + gamma / 2.0
     rho_new = abs_r_n.mean(dim=(1, 2, 3)) * (rho / 2.0).sqrt() + rho / 2.0
     m_scale, n_scale = (2.0 / gamma).sqrt().view(-1, 1, 1, 1), (2.0 / rho).sqrt().view(-1, 1, 1, 1)
-    if abs_r_m.requires_grad or abs_r_n.requires_grad:
+    if differentiable:
         return m_scale / abs_r_m, n_scale / abs_r_n, gamma_new, rho_new
     # each weight overwrites its |r| (one fresh buffer per weight: fewer passes, less memory)
     m_bar = torch.div(m_scale, abs_r_m, out=abs_r_m)

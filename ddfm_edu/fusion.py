@@ -28,7 +28,7 @@ import torch
 from ddfm_edu.baselines import BASELINES, em_alone
 from ddfm_edu.em import EMConfig
 from ddfm_edu.priors import Prior, load_prior, resolve_device
-from ddfm_edu.sample import RELEASE_SEED
+from ddfm_edu.sample import RELEASE_SEED, ddfm
 from ddfm_edu.tensors import pad_to_multiple
 from ddfm_edu.validation import check_choice, check_integer
 
@@ -75,8 +75,6 @@ def fuse_batch(
     """
     check_choice("method", method, METHODS)
     if method == "ddfm":
-        from ddfm_edu.sample import ddfm
-
         if prior is None:
             raise ValueError("method 'ddfm' needs a prior")
         x_T = None

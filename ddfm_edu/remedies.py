@@ -44,7 +44,7 @@ import torch
 from ddfm_edu.em import RESIDUAL_FLOOR, EMConfig, EMState, e_step, initial_state, m_step, solve_m_step
 from ddfm_edu.operators import grad
 from ddfm_edu.share import SIGMA, gaussian_blur
-from ddfm_edu.validation import check_images
+from ddfm_edu.validation import check_images, check_integer
 
 
 def _smooth_abs(r: torch.Tensor) -> torch.Tensor:
@@ -115,14 +115,13 @@ def exact_m_step_step(
 
 
 def run_em(
-    step, i: torch.Tensor, v: torch.Tensor, *, iters: int = 50, psi: float = 0.5, eta: float = 1e-3,
-    f_init: torch.Tensor | None = None,
+    step, i: torch.Tensor, v: torch.Tensor, *, iters: int = 50, psi: float = EMConfig.psi,
+    eta: float = EMConfig.eta, f_init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""EM alone with a given step function: `iters` steps from f_init (default (i + v) / 2), each
     from the previous output, from `ddfm_edu.em.initial_state`. Returns f (B, 1, H, W)."""
     check_images(i=i, v=v)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    check_integer("iters", iters)
     config = EMConfig(psi=psi, eta=eta)
     f = 0.5 * (i + v) if f_init is None else f_init
     state = initial_state(i)

@@ -202,6 +202,7 @@ def ddfm(
     em_variant: str = EMConfig.variant,
     psi: float = EMConfig.psi,
     eta: float = EMConfig.eta,
+    phi: float | None = EMConfig.phi,
     seed: int | None = None,
     x_T: torch.Tensor | None = None,
     record: bool | int = False,
@@ -213,8 +214,9 @@ def ddfm(
     i, v: (B, 1, H, W) in [-1, 1], any H, W (reflect-padded to a multiple of the prior's stride,
     cropped back), on the prior's device. steps: S respaced steps (the release: 100).
     sampler: "ddim" (the release, deterministic) or "ddpm" (the paper's Algorithm 1).
-    em_variant: "paper" or "released" (module docstring). psi, eta: the EM's smoothness weight and
-    HQS penalty (the release's lamb = 0.5 and rho = 0.001).
+    em_variant: "paper", "released" or "one-sided" (module docstring, `em.VARIANTS`). psi, eta: the
+    EM's smoothness weight and HQS penalty (the release's lamb = 0.5 and rho = 0.001); phi: None
+    learns the scales, a chosen phi > 0 holds them at rho = gamma / phi^2 (paper variant, `EMConfig`).
 
     Start noise: x_T (B, prior.channels, H', W') at the PADDED size H', W', or else randn drawn on
     the CPU from a torch.Generator seeded with `seed` (None: the global generator) and moved to the
@@ -230,7 +232,7 @@ def ddfm(
     """
     check_images(i=i, v=v, limit=IMAGE_LIMIT, dtypes=EM_DTYPES)
     check_choice("em_variant", em_variant, EM_VARIANTS)
-    em = EMConfig(psi=psi, eta=eta, variant=em_variant)
+    em = EMConfig(psi=psi, eta=eta, variant=em_variant, phi=phi)
     _check_arguments(prior, steps, sampler, seed)
     if prior.device != i.device:
         raise ValueError(f"prior is on {prior.device} but i and v are on {i.device}: move one to the other")

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ddfm_edu.validation import check_images
+from ddfm_edu.validation import check_images, check_positive
 
 SIGMA = 8.0
 """The blur of the coarse band, in pixels."""
@@ -53,8 +53,7 @@ def two_band_share(f: torch.Tensor, i: torch.Tensor, v: torch.Tensor, sigma: flo
     r"""The infrared share a / (a + b) of f ~ a i + b v + c in the coarse band (blur sigma) and the
     detail band (the rest), per image. f, i, v: (B, 1, H, W). Returns (B, 2): [coarse, detail]."""
     check_images(f=f, i=i, v=v)
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    check_positive("sigma", sigma)
     coarse = [gaussian_blur(t, sigma) for t in (f, i, v)]
     detail = [t - c for t, c in zip((f, i, v), coarse, strict=True)]
     return torch.stack([_mix_share(*coarse), _mix_share(*detail)], dim=1)

@@ -18,7 +18,6 @@ here as before.
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,16 +85,12 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 @functools.cache
 def takes_phi(variant: str) -> bool:
-    """Whether EM `variant` accepts a chosen phi (em.em_fuse says so by refusing it or not)."""
-    tiny = torch.zeros(1, 1, 2, 2)
+    """Whether EM `variant` accepts a chosen phi (`em.EMConfig` says so by refusing it or not)."""
     try:
-        em.em_fuse(tiny, tiny, iters=1, variant=variant, phi=1.0)
+        em.EMConfig(variant=variant, phi=1.0)
     except ValueError:
         return False
     return True
-
-
-_DDFM_TAKES_PHI = "phi" in inspect.signature(ddfm).parameters
 
 
 def _image_widget():
@@ -107,7 +102,7 @@ def _image_widget():
     )
 
 
-def _scale_controls(widgets, phi_note: str = ""):
+def _scale_controls(widgets):
     """psi, eta (1-2-5 steps through the library defaults, `em.EMConfig`) and phi sliders, acting
     when released, and their legend."""
     kwargs = dict(style=_STYLE, continuous_update=False, layout=widgets.Layout(width="330px"))
@@ -120,7 +115,7 @@ def _scale_controls(widgets, phi_note: str = ""):
     legend = widgets.HTML(
         "psi: weight of the smoothness term &middot; eta: HQS penalty &middot; "
         "phi = 0: EM learns the scales gamma, rho; phi &gt; 0 holds rho = gamma / phi&sup2; "
-        f"(variants that accept it; the slider is greyed out otherwise{phi_note})"
+        "(variants that accept it; the slider is greyed out otherwise)"
     )
     return psi, eta, phi, legend
 
@@ -239,7 +234,7 @@ def ddfm_explorer(
     choose_pair = widgets.Dropdown(options=list(pairs), description="pair", style=_STYLE, layout=layout)
     choose_size = widgets.Dropdown(options=[64, 96, 128], value=size, description="size (px)", style=_STYLE)
     choice = _variant_control(widgets, em.EMConfig().variant)
-    psi, eta, phi, legend = _scale_controls(widgets, "" if _DDFM_TAKES_PHI else "; this ddfm takes no phi")
+    psi, eta, phi, legend = _scale_controls(widgets)
     step_count = widgets.IntSlider(
         value=steps, min=5, max=50, step=5, description="steps", continuous_update=False, style=_STYLE,
         layout=layout,
@@ -250,7 +245,7 @@ def ddfm_explorer(
 
     def run(_change=None) -> None:
         nonlocal figure
-        phi.disabled = not (_DDFM_TAKES_PHI and takes_phi(choice.value))
+        phi.disabled = not takes_phi(choice.value)
         pair = resized(choose_pair.value, choose_size.value)
         i, v = (x.to(prior.device) for x in (pair.i, pair.v))
         options = dict(em_variant=choice.value, psi=psi.value, eta=eta.value)

@@ -391,3 +391,12 @@ def test_ddfm_runs_in_float64_and_refuses_half_precision(prior):
         ddfm(i.half(), v.half(), prior, steps=2, progress=False)
     with pytest.raises(ValueError, match="values up to"):
         ddfm(i * 127.5 + 127.5, v, prior, steps=2, progress=False)
+
+
+def test_ddfm_holds_the_scales_with_phi(prior):
+    """phi holds rho = gamma / phi^2 at every step (EMConfig), as em_fuse does; the release refuses it."""
+    i, v = pair()
+    result = ddfm(i, v, prior, steps=3, seed=0, phi=2.0, record=True, progress=False)
+    torch.testing.assert_close(result.trace.rho, result.trace.gamma / 4.0)
+    with pytest.raises(ValueError, match="phi"):
+        ddfm(i, v, prior, steps=2, em_variant="released", phi=1.0, progress=False)

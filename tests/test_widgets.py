@@ -238,7 +238,11 @@ def test_ddfm_explorer_runs_ddfm_with_the_chosen_settings(small_pairs, monkeypat
     for name in em.VARIANTS:
         variant.value = name
         assert calls[-1][1]["em_variant"] == name
-        assert phi.disabled == (not (widgets._DDFM_TAKES_PHI and widgets.takes_phi(name)))
+        assert phi.disabled == (not widgets.takes_phi(name))
+    assert widgets.takes_phi("paper") and not widgets.takes_phi("released")
+    variant.value = "paper"
+    phi.value = 2.0
+    assert calls[-1][1]["phi"] == 2.0  # ddfm holds the scales at rho = gamma / phi^2
     assert capsys.readouterr().out == ""
 
 
